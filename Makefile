@@ -1,0 +1,72 @@
+# evloop — build and entry points (SPEC §2).
+# This file holds what every part shares; each part adds its own rules in its
+# own fragment (lib/test/unit.mk, tools/tools.mk, conformance/conformance.mk,
+# stress/stress.mk, fuzz/fuzz.mk, bench/bench.mk, ci/ci.mk), so the parts stay
+# independent. A fragment appends its release binaries to ALL_BINS, its C
+# sources to WERROR_SRCS, and its gate targets to CHECK_TARGETS.
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+.DELETE_ON_ERROR:
+
+BUILD   := build
+ASAN    := $(BUILD)/asan
+REPORTS := $(BUILD)/reports
+PYTHON  ?= /usr/bin/python3
+CC      ?= cc
+ASAN_CC ?= clang
+
+WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+               -Wpointer-arith -Wformat=2 -Wvla
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -Ilib $(WARN) -g
+REL_CFLAGS  := $(BASE_CFLAGS) -O2
+SAN_FLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(SAN_FLAGS)
+# Leaks are failures; every sanitizer error aborts the process (non-zero).
+export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
+export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+
+# LIB= lets a fork gate another build of the library (SPEC §8).
+LIB_SRCS := $(sort $(wildcard lib/*.c))
+LIB_HDRS := $(wildcard lib/*.h)
+REL_LIB  ?= $(BUILD)/libevloop.a
+ASAN_LIB ?= $(ASAN)/libevloop.a
+
+ALL_BINS      :=
+WERROR_SRCS   := $(LIB_SRCS)
+CHECK_TARGETS :=
+
+-include lib/test/unit.mk tools/tools.mk conformance/conformance.mk \
+         stress/stress.mk fuzz/fuzz.mk bench/bench.mk ci/ci.mk
+
+.PHONY: all check werror clean deps-%
+all: deps-build $(REL_LIB) $(ALL_BINS)
+
+$(BUILD)/obj/%.o: lib/%.c $(LIB_HDRS) | deps-build
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) -c $< -o $@
+$(ASAN)/obj/%.o: lib/%.c $(LIB_HDRS) | deps-build
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) -c $< -o $@
+
+$(BUILD)/libevloop.a: $(LIB_SRCS:lib/%.c=$(BUILD)/obj/%.o)
+	$(AR) rcs $@ $^
+$(ASAN)/libevloop.a: $(LIB_SRCS:lib/%.c=$(ASAN)/obj/%.o)
+	$(AR) rcs $@ $^
+
+# Every C file of the project, warning-free under gcc and clang at -O2
+# (some warnings only appear with optimisation).
+werror: | deps-build
+	@set -e; for cc in gcc clang; do for f in $(WERROR_SRCS); do \
+	  $$cc $(BASE_CFLAGS) -O2 -Werror -fsyntax-only $$f || { echo "werror: $$cc $$f"; exit 1; }; \
+	done; echo "werror: $$cc clean on $(words $(WERROR_SRCS)) files"; done
+
+# The gate. ci/ci.mk replaces this list with ci/gate.sh once it exists.
+check: werror $(CHECK_TARGETS)
+	@echo "check: all parts passed"
+
+# Installs what a target needs (SPEC §2): a no-op when all is present.
+deps-%:
+	@tools/deps.sh $*
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,257 @@
+/*
+ * evloop — a single-threaded, level-triggered epoll event loop whose one
+ * promise is that no write ever blocks.
+ *
+ * Every write is: try the socket once (only when nothing is queued, so order
+ * is kept), buffer the rest, drain on EPOLLOUT. A blocking write in a
+ * single-threaded loop is a deadlock; this library never makes one, and never
+ * raises SIGPIPE (all sends use MSG_NOSIGNAL).
+ *
+ * Linux only. Not thread-safe: one loop belongs to one thread, and every
+ * evl_ function on a loop or its connections must be called from that thread.
+ *
+ * Ownership and lifetime, in one place:
+ *  - A connection (evl_conn) is created by the loop (accept or evl_adopt) and
+ *    owned by it. It stays valid until its on_close callback returns; after
+ *    that the pointer must not be used.
+ *  - Callbacks never run re-entrantly from inside the call that caused them:
+ *    evl_abort()/evl_close()/a failing evl_write() inside a callback only mark
+ *    the connection; its on_close runs after the current callback returns.
+ *  - The loop owns the fds of its connections and closes them. It does not own
+ *    listen fds (evl_run / evl_add_listener) or extra fds (evl_add_fd): the
+ *    caller closes those.
+ *
+ * Errors: functions that can fail return -1 (or NULL) and set errno.
+ */
+#ifndef EVLOOP_H
+#define EVLOOP_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct evl_loop evl_loop;
+typedef struct evl_conn evl_conn;
+
+/* errno of a write refused because it would pass wbuf_max; the connection is
+ * then closed and counted in overflow_closed. */
+#define EVL_EOVERFLOW ENOBUFS
+
+/* Callbacks. Any may be NULL (on_accept NULL accepts everything; on_read
+ * NULL means input is never consumed, so it ends in an rbuf_max close). */
+typedef struct evl_handler {
+    /* A connection was accepted. Return false to reject it: the loop closes
+     * the fd at once and on_close is NOT called. Not called for evl_adopt. */
+    bool (*on_accept)(evl_conn *c);
+
+    /* Input is available: evl_data(c, &len) shows all unconsumed input;
+     * evl_consume(c, n) drops what the handler used. Handle at most one logical
+     * message per call (fairness): if input remains and this call consumed
+     * something, the loop calls on_read again in its next iteration without
+     * waiting for new socket data. If it consumed nothing, the loop waits for
+     * more data (a partial message); if the input is already at rbuf_max, the
+     * connection is closed as overflowed. The data pointer is valid only until
+     * on_read returns. */
+    void (*on_read)(evl_conn *c);
+
+    /* The write buffer drained to wbuf_low or below (having been above it).
+     * Streaming producers write their next chunks here: keep writing until
+     * evl_pending(c) > wbuf_low (or the stream ends), and the loop calls
+     * on_drain again when the peer has read enough. Never called on a
+     * connection that is closing. */
+    void (*on_drain)(evl_conn *c);
+
+    /* Exactly once per accepted or adopted connection, whatever the cause
+     * (peer EOF, error, timeout, overflow, evl_close, evl_abort, evl_free),
+     * just before its fd is closed. c and its udata are still valid here;
+     * writes fail with EPIPE. Free the caller's per-connection state here. */
+    void (*on_close)(evl_conn *c);
+
+    /* An fd registered with evl_add_fd is readable, hung up or in error. It
+     * is level-triggered: read until EAGAIN (or remove the fd), or it is
+     * reported again in the next iteration. */
+    void (*on_fd)(evl_loop *l, int fd);
+
+    /* Every tick_ms, measured by the clock and not by idle time, so it runs
+     * under full load too (a loop that is never idle still ticks). */
+    void (*on_tick)(evl_loop *l);
+} evl_handler;
+
+/* Limits and timers. Start from evl_options_default() and change fields; a
+ * zeroed struct is NOT the defaults (0 means "off" for several fields).
+ * Passing NULL to evl_new uses the defaults. */
+typedef struct evl_options {
+    int tick_ms;            /* on_tick period; 0 = no tick. Default 5000. */
+    size_t rbuf_max;        /* cap on one connection's unconsumed input: reading
+                               pauses there. Default 1 MiB. */
+    size_t wbuf_low;        /* resume reading and call on_drain at or below
+                               this many pending bytes. Default 64 KiB. */
+    size_t wbuf_high;       /* stop reading (and serving buffered input) at or
+                               above this many pending bytes. Default 1 MiB. */
+    size_t wbuf_max;        /* hard cap on pending bytes: a write past it fails
+                               with EVL_EOVERFLOW and closes the connection.
+                               0 = no cap (default). */
+    int idle_timeout_ms;    /* no byte read or written for this long: closed
+                               (idle_closed). 0 = off (default). */
+    int close_timeout_ms;   /* evl_close / shutdown: flush for at most this
+                               long, then abort. Default 5000. */
+    unsigned max_conns;     /* accept and close at once beyond this many
+                               connections (rejected). 0 = no cap (default). */
+    size_t write_quantum;   /* max bytes sent per connection per EPOLLOUT
+                               event (fairness). Default 256 KiB. */
+    int max_events;         /* epoll_wait batch size. Default 256. */
+} evl_options;
+
+/* Counters, all since evl_new. conns == accepted - closed at every moment.
+ * A struct tag only: evl_stats is the function that fills it. */
+struct evl_stats {
+    uint64_t conns;           /* open connections now */
+    uint64_t accepted;        /* entered the loop: accepted (and kept by
+                                 on_accept) or adopted */
+    uint64_t closed;          /* left the loop (on_close was called) */
+    uint64_t rejected;        /* refused at accept: max_conns or on_accept */
+    uint64_t emfile;          /* accept failures for lack of fds/memory
+                                 (EMFILE, ENFILE, ENOBUFS, ENOMEM) */
+    uint64_t overflow_closed; /* closed for rbuf_max or wbuf_max */
+    uint64_t idle_closed;     /* closed by idle_timeout_ms */
+    uint64_t close_timeouts;  /* graceful closes aborted by close_timeout_ms
+                                 with bytes still pending */
+    uint64_t wbuf_bytes;      /* bytes pending, all connections, now */
+    uint64_t wbuf_peak;       /* most bytes ever pending on one connection */
+    uint64_t rbuf_bytes;      /* unconsumed input held, all connections, now */
+    uint64_t ticks;           /* on_tick calls */
+    uint64_t iterations;      /* epoll_wait calls */
+};
+
+/* ---- loop ------------------------------------------------------------- */
+
+void evl_options_default(evl_options *o);
+
+/* A new loop. The handler struct is copied; udata is returned by
+ * evl_loop_udata. NULL with errno EINVAL for inconsistent options
+ * (wbuf_low > wbuf_high, a zero rbuf_max/write_quantum/max_events, a
+ * wbuf_max below wbuf_high, negative times), or ENOMEM/EMFILE. */
+evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o);
+
+/* Closes every connection now (on_close for each), forgets extra fds and
+ * listeners without closing them, frees the loop. Not from a callback. */
+void evl_free(evl_loop *l);
+
+/* Runs until SIGTERM, SIGINT or evl_stop, then stops gracefully: listeners are
+ * removed, every connection gets evl_close (flush, then close, aborted after
+ * close_timeout_ms), and it returns 0 once all are closed. listen_fd (a
+ * non-blocking listening socket, or -1 for none) is added as by
+ * evl_add_listener. SIGTERM/SIGINT are blocked in the calling thread while it
+ * runs and read through a signalfd; the mask is restored on return. Other
+ * signals that interrupt epoll_wait are ignored. Returns -1 with errno on a
+ * fatal error (epoll failing). */
+int evl_run(evl_loop *l, int listen_fd);
+
+/* One iteration: waits up to timeout_ms (-1: until an event; timers and
+ * pending re-dispatch shorten the wait), handles the batch, runs due timers,
+ * and re-dispatches buffered input. Returns the number of epoll events
+ * handled (0 on timeout or EINTR), or -1 with errno on a fatal error. */
+int evl_run_once(evl_loop *l, int timeout_ms);
+
+/* Asks evl_run to stop gracefully (as for SIGTERM) after this iteration. */
+void evl_stop(evl_loop *l);
+
+/* True once a stop was asked (evl_stop, SIGTERM, SIGINT). */
+bool evl_stopping(const evl_loop *l);
+
+/* Accept connections from a non-blocking listening socket (several may be
+ * added: TCP and unix side by side). The caller keeps ownership of the fd. */
+int evl_add_listener(evl_loop *l, int listen_fd);
+
+/* Registers fd for EPOLLIN (on_fd). The fd is set O_NONBLOCK. EEXIST if the
+ * fd is already known to the loop. The caller keeps ownership of the fd. */
+int evl_add_fd(evl_loop *l, int fd);
+/* Unregisters fd (ENOENT if it is not an extra fd). Does not close it. An
+ * event already fetched for it in the current batch is dropped. */
+int evl_remove_fd(evl_loop *l, int fd);
+
+/* The connection on fd, or NULL. O(1). */
+evl_conn *evl_conn_of(const evl_loop *l, int fd);
+
+/* An already-connected socket becomes a connection (tests, socketpairs,
+ * inherited sockets). It is set O_NONBLOCK; on_accept is not called, on_close
+ * will be. NULL with errno: ENOTSOCK (only sockets: sends use MSG_NOSIGNAL),
+ * EEXIST (fd already in the loop), ENOMEM. On failure the fd is not closed. */
+evl_conn *evl_adopt(evl_loop *l, int fd);
+
+/* Fills *st with the loop's counters. */
+void evl_stats(const evl_loop *l, struct evl_stats *st);
+
+void *evl_loop_udata(const evl_loop *l);
+const evl_options *evl_get_options(const evl_loop *l);
+
+/* ---- listen helpers ----------------------------------------------------- */
+
+#define EVL_LISTEN_REUSEPORT 0x1 /* SO_REUSEPORT: processes share the port */
+
+/* A non-blocking, close-on-exec TCP listening socket (SO_REUSEADDR, backlog
+ * SOMAXCONN). host is a numeric address or a name ("127.0.0.1", "::1",
+ * "localhost"); NULL means every IPv4 address. port 0 takes a free port:
+ * read it with evl_local_port. Returns the fd or -1 with errno. */
+int evl_listen_tcp(const char *host, int port, int flags);
+
+/* A non-blocking unix stream listening socket at path. A stale socket file
+ * at path is removed first (only a socket, never another kind of file). */
+int evl_listen_unix(const char *path);
+
+/* The local port of a TCP socket, or -1 with errno. */
+int evl_local_port(int fd);
+
+/* ---- connection ------------------------------------------------------- */
+
+int evl_fd(const evl_conn *c);
+evl_loop *evl_loop_of(const evl_conn *c);
+void evl_set_udata(evl_conn *c, void *udata);
+void *evl_udata(const evl_conn *c);
+
+/* Unconsumed input: pointer and length (NULL/0 when none). */
+const char *evl_data(const evl_conn *c, size_t *len);
+/* Drops the first n bytes of input (n larger than the input drops all). */
+void evl_consume(evl_conn *c, size_t n);
+
+/* Queues len bytes for sending, in order after everything queued before.
+ * With nothing pending, one send() is tried at once; the rest is buffered and
+ * drained on EPOLLOUT. Never blocks. Returns 0 when all bytes are accepted
+ * (sent or buffered), or -1 with errno:
+ *   EPIPE         the connection is closing or closed (evl_close/evl_abort,
+ *                 or a previous error); nothing was queued
+ *   EVL_EOVERFLOW pending would pass wbuf_max; the connection is aborted
+ *   ECONNRESET, EPIPE, ... the socket failed; the connection is aborted
+ *   ENOMEM        the buffer could not grow; the connection is aborted
+ * Pending at or above wbuf_high pauses reading this connection. */
+int evl_write(evl_conn *c, const void *buf, size_t len);
+/* Like evl_write for several buffers (one sendmsg when nothing is pending). */
+int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt);
+
+/* Bytes accepted by evl_write and not yet handed to the kernel. */
+size_t evl_pending(const evl_conn *c);
+
+/* Graceful close: stop reading (unread input is discarded), flush what is
+ * pending, shut down the write side, then close once the peer closes too
+ * (so no RST destroys the last reply) or close_timeout_ms after this call,
+ * whichever comes first. Idempotent. */
+void evl_close(evl_conn *c);
+/* Close now: pending output is dropped. on_close runs after the current
+ * callback (or in the next evl_run_once when called from outside one). */
+void evl_abort(evl_conn *c);
+
+/* True once the peer sent EOF (its write side is shut). After EOF the loop
+ * still delivers the buffered input and flushes replies; the connection is
+ * closed when nothing is left to deliver and nothing is pending. */
+bool evl_peer_eof(const evl_conn *c);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVLOOP_H */

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the make targets need, and nothing else.
+# Usage: tools/deps.sh [group...]   groups: build unit conformance stress fuzz bench all
+# Called by make before each target; a no-op when everything is present.
+# Not root: prints the exact apt-get line and exits 1 (make stops).
+set -euo pipefail
+
+declare -A GROUP=(
+  [build]="make gcc clang zlib1g-dev libclang-rt-14-dev"
+  [unit]="libcmocka-dev valgrind"
+  [conformance]="socat python3-pytest procps util-linux strace"
+  [stress]="socat fiu-utils strace gnuplot"
+  [fuzz]="afl++ zip"
+  [lint]="cppcheck clang-tidy"
+  [bench]="libuv1-dev libevent-dev libev-dev redis-server redis-tools nginx-light wrk valgrind gnuplot slowhttptest"
+)
+
+groups=("$@")
+[ ${#groups[@]} -eq 0 ] && groups=(build)
+if [ "${groups[0]}" = all ]; then groups=("${!GROUP[@]}"); fi
+
+want=()
+for g in "${groups[@]}"; do
+  [ -n "${GROUP[$g]+x}" ] || { echo "deps.sh: unknown group '$g'" >&2; exit 2; }
+  for p in ${GROUP[$g]}; do want+=("$p"); done
+done
+
+missing=()
+for p in $(printf '%s\n' "${want[@]}" | sort -u); do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+line="apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps.sh: missing packages; run as root:" >&2
+  echo "  apt-get update && $line" >&2
+  exit 1
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine may have stale or empty lists: update once, then install.
+apt-get update -qq >/dev/null
+$line >/dev/null
