@@ -57,7 +57,7 @@ $(ASAN)/libevloop.a: $(LIB_SRCS:lib/%.c=$(ASAN)/obj/%.o)
 # (some warnings only appear with optimisation).
 werror: | deps-build
 	@set -e; for cc in gcc clang; do for f in $(WERROR_SRCS); do \
-	  $$cc $(BASE_CFLAGS) -O2 -Werror -fsyntax-only $$f || { echo "werror: $$cc $$f"; exit 1; }; \
+	  $$cc $(BASE_CFLAGS) -O2 -Werror -c $$f -o /dev/null || { echo "werror: $$cc $$f"; exit 1; }; \
 	done; echo "werror: $$cc clean on $(words $(WERROR_SRCS)) files"; done
 
 # The gate. ci/ci.mk replaces this list with ci/gate.sh once it exists.
