@@ -246,6 +246,11 @@ void evl_close(evl_conn *c);
  * callback (or in the next evl_run_once when called from outside one). */
 void evl_abort(evl_conn *c);
 
+/* Schedules on_read for c in the next iteration if it holds unconsumed
+ * input, without waiting for new socket data: for a handler that left input
+ * unconsumed while busy (say, streaming a reply) and is now ready for it. */
+void evl_wake(evl_conn *c);
+
 /* True once the peer sent EOF (its write side is shut). After EOF the loop
  * still delivers the buffered input and flushes replies; the connection is
  * closed when nothing is left to deliver and nothing is pending. */
