@@ -1,0 +1,438 @@
+/* A connection: reading and delivering input, buffered never-blocking
+ * writes, flow control at the watermarks, and the close state machine
+ * (open -> closing: flush -> lingering: wait for peer EOF -> killed -> reaped). */
+#include "evl_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void touch(evl_conn *c)
+{
+    evl_loop *l = c->loop;
+    c->stamp = l->now;
+    /* Keep the active list ordered by last progress, so the idle timer only
+     * ever looks at its head. */
+    if (l->o.idle_timeout_ms > 0 && !c->closing && !c->killed) {
+        evl__list_unlink(&c->link);
+        evl__list_append(&l->active, &c->link);
+    }
+}
+
+static void mark_ready(evl_conn *c)
+{
+    if (!evl__linked(&c->ready))
+        evl__list_append(&c->loop->ready, &c->ready);
+}
+
+size_t evl__conn_input_len(const evl_conn *c)
+{
+    return c->view ? c->view_len : c->rbuf.len;
+}
+
+/* The interest that the connection's state calls for; epoll_ctl only when
+ * it changes. */
+static void update_interest(evl_conn *c)
+{
+    if (c->killed)
+        return;
+    uint32_t want = 0;
+    if (c->closing) {
+        /* Read and discard while closing: it is how the peer's EOF (or
+         * reset) is seen, and what keeps close() from sending an RST. */
+        if (!c->peer_eof)
+            want |= EPOLLIN;
+    } else if (!c->peer_eof && !c->paused && c->rbuf.len < c->loop->o.rbuf_max) {
+        want |= EPOLLIN;
+    }
+    if (c->wbuf.len > 0)
+        want |= EPOLLOUT;
+    evl__set_interest(c->loop, &c->io, want);
+}
+
+evl_conn *evl__conn_new(evl_loop *l, int fd)
+{
+    evl_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->io.fd = fd;
+    c->io.kind = EVL__CONN;
+    c->loop = l;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->io};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        free(c);
+        return NULL;
+    }
+    c->io.events = EPOLLIN;
+    if (evl__fdtab_put(l, &c->io) < 0) {
+        (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        free(c);
+        return NULL;
+    }
+    c->stamp = l->now;
+    evl__list_append(&l->active, &c->link);
+    return c;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+void evl__conn_kill(evl_conn *c)
+{
+    if (c->killed)
+        return;
+    evl_loop *l = c->loop;
+    c->killed = 1;
+    evl__list_unlink(&c->link);
+    evl__list_unlink(&c->ready);
+    c->next_kill = NULL;
+    *l->kill_tail = c;
+    l->kill_tail = &c->next_kill;
+}
+
+/* Runs on_close and closes the fd: called by the loop between callbacks,
+ * never from inside the call that killed the connection. */
+void evl__conn_reap(evl_conn *c)
+{
+    evl_loop *l = c->loop;
+    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->io.fd, NULL);
+    l->fdtab[c->io.fd] = NULL;
+    if (c->refused) {
+        l->st.rejected++;
+    } else {
+        if (l->h.on_close)
+            l->h.on_close(c);
+        l->st.closed++;
+        l->st.conns--;
+    }
+    (void)close(c->io.fd);
+    evl__buf_free(&c->rbuf);
+    evl__buf_free(&c->wbuf);
+    evl__bury(l, &c->io);
+}
+
+/* The write side is flushed: end the graceful close. */
+static void finish_close(evl_conn *c)
+{
+    assert(c->closing && c->wbuf.len == 0);
+    if (c->peer_eof || c->broken || c->loop->stopping) {
+        evl__conn_kill(c);
+        return;
+    }
+    /* Send our FIN, then wait for the peer's: closing with input unread
+     * would make the kernel send an RST that can destroy the last reply. */
+    (void)shutdown(c->io.fd, SHUT_WR);
+    c->lingering = 1;
+    update_interest(c);
+}
+
+void evl_close(evl_conn *c)
+{
+    if (c->killed || c->closing)
+        return;
+    evl_loop *l = c->loop;
+    c->closing = 1;
+    evl__buf_free(&c->rbuf);
+    c->view = NULL;
+    c->view_len = 0;
+    evl__list_unlink(&c->ready);
+    evl__list_unlink(&c->link);
+    c->stamp = l->now + (uint64_t)l->o.close_timeout_ms;
+    evl__list_append(&l->closing, &c->link);
+    if (c->wbuf.len == 0)
+        finish_close(c);
+    else
+        update_interest(c);
+}
+
+void evl_abort(evl_conn *c) { evl__conn_kill(c); }
+
+/* The socket failed: nothing more can be sent, so pending output is dropped;
+ * input already received is still delivered (see peer_eof handling). */
+static void set_broken(evl_conn *c)
+{
+    c->broken = 1;
+    c->peer_eof = 1;
+    evl__buf_free(&c->wbuf);
+}
+
+/* After EOF, the connection closes itself once nothing is left to deliver
+ * and nothing is pending: the half-close of SPEC fault 1. */
+static void check_eof_done(evl_conn *c)
+{
+    if (!c->peer_eof || c->killed)
+        return;
+    if (c->closing) {
+        if (c->lingering || c->broken)
+            evl__conn_kill(c);
+        return;
+    }
+    if (evl__linked(&c->ready) || c->wbuf.len > 0)
+        return;
+    evl__conn_kill(c);
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+void evl__conn_deliver(evl_conn *c)
+{
+    evl_loop *l = c->loop;
+    size_t before = evl__conn_input_len(c);
+    if (before > 0 && !c->killed && !c->closing && !c->paused) {
+        c->dispatched = l->iter;
+        if (l->h.on_read)
+            l->h.on_read(c);
+        size_t after = evl__conn_input_len(c);
+        /* Keep only the unconsumed tail of input shown in place. */
+        if (c->view) {
+            if (after > 0 && !c->killed && evl__buf_append(&c->rbuf, c->view, after) < 0)
+                evl__conn_kill(c);
+            c->view = NULL;
+            c->view_len = 0;
+        }
+        if (c->killed || c->closing)
+            return;
+        if (after > 0) {
+            if (after < before)
+                mark_ready(c); /* pipelined input: never stranded (fault 4) */
+            else if (after >= l->o.rbuf_max) {
+                l->st.overflow_closed++;
+                evl__conn_kill(c);
+                return;
+            }
+        }
+        update_interest(c);
+    }
+    check_eof_done(c);
+}
+
+static void on_readable(evl_conn *c)
+{
+    evl_loop *l = c->loop;
+    if (c->peer_eof)
+        return;
+    if (c->closing) {
+        ssize_t n = read(c->io.fd, l->scratch, EVL__READ_MAX);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            c->peer_eof = 1;
+            check_eof_done(c);
+            update_interest(c);
+        }
+        return;
+    }
+    if (c->paused || c->rbuf.len >= l->o.rbuf_max)
+        return; /* woken by HUP/ERR while not reading: the write side or
+                   on_read must make progress first */
+    size_t room = l->o.rbuf_max - c->rbuf.len;
+    size_t want = room < EVL__READ_MAX ? room : EVL__READ_MAX;
+    /* No buffered input: read into the loop's buffer and show it in place;
+     * only what on_read leaves unconsumed is copied. */
+    int in_place = c->rbuf.len == 0;
+    char *dst = in_place ? l->scratch : evl__buf_reserve(&c->rbuf, want);
+    if (!dst) {
+        evl__conn_kill(c);
+        return;
+    }
+    ssize_t n = read(c->io.fd, dst, want);
+    int err = errno;
+    if (!in_place)
+        evl__buf_commit(&c->rbuf, n > 0 ? (size_t)n : 0);
+    if (n > 0) {
+        touch(c);
+        if (in_place) {
+            c->view = dst;
+            c->view_len = (size_t)n;
+        }
+        evl__conn_deliver(c);
+        return;
+    }
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+        return;
+    /* EOF, or a reset: what was received is still delivered (faults 1, 5),
+     * and reading stops, so level triggering cannot spin on it. */
+    if (n < 0)
+        set_broken(c);
+    c->peer_eof = 1;
+    update_interest(c);
+    check_eof_done(c);
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static ssize_t sock_send(void *ctx, const void *p, size_t n)
+{
+    return send(*(const int *)ctx, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* A send failed for good: the connection is aborted. */
+static int fail_write(evl_conn *c, int err)
+{
+    set_broken(c);
+    evl__conn_kill(c);
+    errno = err;
+    return -1;
+}
+
+static void after_drain(evl_conn *c)
+{
+    evl_loop *l = c->loop;
+    if (c->closing) {
+        if (c->wbuf.len == 0 && !c->lingering)
+            finish_close(c);
+        else
+            update_interest(c);
+        return;
+    }
+    if (c->paused && c->wbuf.len <= l->o.wbuf_low) {
+        c->paused = 0;
+        if (c->rbuf.len > 0)
+            mark_ready(c);
+    }
+    update_interest(c);
+    if (c->drain_armed && c->wbuf.len <= l->o.wbuf_low) {
+        c->drain_armed = 0;
+        if (l->h.on_drain)
+            l->h.on_drain(c);
+    }
+    check_eof_done(c);
+}
+
+static void on_writable(evl_conn *c)
+{
+    if (c->wbuf.len == 0) {
+        update_interest(c);
+        return;
+    }
+    ssize_t r = evl__buf_drain(&c->wbuf, sock_send, &c->io.fd, c->loop->o.write_quantum);
+    if (r < 0) {
+        fail_write(c, errno);
+        return;
+    }
+    if (r > 0)
+        touch(c);
+    after_drain(c);
+}
+
+void evl__conn_event(evl_conn *c, uint32_t events)
+{
+    /* Hang-up and error are read first, so data the peer sent before it
+     * went away is delivered (fault 5); the write then finds the error. */
+    if (c->killed)
+        return;
+    if (events & (EPOLLERR | EPOLLHUP))
+        events |= EPOLLIN | EPOLLOUT;
+    if (events & EPOLLIN)
+        on_readable(c);
+    if (!c->killed && (events & EPOLLOUT))
+        on_writable(c);
+}
+
+int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
+{
+    evl_loop *l = c->loop;
+    if (c->killed || c->closing || c->broken || iovcnt < 0) {
+        errno = iovcnt < 0 ? EINVAL : EPIPE;
+        return -1;
+    }
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SIZE_MAX - total) {
+            errno = EINVAL;
+            return -1;
+        }
+        total += iov[i].iov_len;
+    }
+    if (total == 0)
+        return 0;
+
+    size_t sent = 0;
+    if (c->wbuf.len == 0) { /* nothing queued: the socket may take it now */
+        ssize_t r;
+        do {
+            if (iovcnt == 1) {
+                r = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+            } else {
+                struct msghdr m = {.msg_iov = (struct iovec *)(uintptr_t)iov,
+                                   .msg_iovlen = (size_t)iovcnt};
+                r = sendmsg(c->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+            }
+        } while (r < 0 && errno == EINTR);
+        if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return fail_write(c, errno);
+        if (r > 0) {
+            sent = (size_t)r;
+            touch(c);
+        }
+    }
+    if (sent == total)
+        return 0;
+
+    size_t rest = total - sent;
+    if (l->o.wbuf_max && rest > l->o.wbuf_max - c->wbuf.len) {
+        l->st.overflow_closed++;
+        return fail_write(c, EVL_EOVERFLOW);
+    }
+    size_t skip = sent;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t n = iov[i].iov_len;
+        if (skip >= n) {
+            skip -= n;
+            continue;
+        }
+        if (evl__buf_append(&c->wbuf, (const char *)iov[i].iov_base + skip, n - skip) < 0)
+            return fail_write(c, ENOMEM);
+        skip = 0;
+    }
+    if (c->wbuf.len > l->st.wbuf_peak)
+        l->st.wbuf_peak = c->wbuf.len;
+    if (c->wbuf.len > l->o.wbuf_low)
+        c->drain_armed = 1;
+    if (c->wbuf.len >= l->o.wbuf_high)
+        c->paused = 1; /* a client that does not read gets no more served */
+    update_interest(c);
+    return 0;
+}
+
+int evl_write(evl_conn *c, const void *buf, size_t len)
+{
+    struct iovec v = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+    return evl_writev(c, &v, 1);
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const char *evl_data(const evl_conn *c, size_t *len)
+{
+    if (c->view) {
+        *len = c->view_len;
+        return c->view_len ? c->view : NULL;
+    }
+    *len = c->rbuf.len;
+    return evl__buf_data(&c->rbuf);
+}
+
+void evl_consume(evl_conn *c, size_t n)
+{
+    if (c->view) {
+        if (n > c->view_len)
+            n = c->view_len;
+        c->view += n;
+        c->view_len -= n;
+        return;
+    }
+    evl__buf_consume(&c->rbuf, n < c->rbuf.len ? n : c->rbuf.len);
+}
+
+void evl_wake(evl_conn *c)
+{
+    if (!c->killed && !c->closing && evl__conn_input_len(c) > 0)
+        mark_ready(c);
+}
+
+size_t evl_pending(const evl_conn *c) { return c->wbuf.len; }
+bool evl_peer_eof(const evl_conn *c) { return c->peer_eof; }
+int evl_fd(const evl_conn *c) { return c->io.fd; }
+evl_loop *evl_loop_of(const evl_conn *c) { return c->loop; }
+void evl_set_udata(evl_conn *c, void *udata) { c->udata = udata; }
+void *evl_udata(const evl_conn *c) { return c->udata; }

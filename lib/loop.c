@@ -1,0 +1,571 @@
+/* The loop: epoll dispatch, accepting, timers (tick, idle, close deadlines,
+ * accept pause), signals, extra fds, and the deferred reaping of closed
+ * connections. */
+#include "evl_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void evl_options_default(evl_options *o)
+{
+    *o = (evl_options){
+        .tick_ms = 5000,
+        .rbuf_max = 1u << 20,
+        .wbuf_low = 64u << 10,
+        .wbuf_high = 1u << 20,
+        .wbuf_max = 0,
+        .idle_timeout_ms = 0,
+        .close_timeout_ms = 5000,
+        .max_conns = 0,
+        .write_quantum = 256u << 10,
+        .max_events = 256,
+    };
+}
+
+static int options_valid(const evl_options *o)
+{
+    return o->tick_ms >= 0 && o->idle_timeout_ms >= 0 && o->close_timeout_ms >= 0 &&
+           o->rbuf_max > 0 && o->write_quantum > 0 && o->max_events > 0 &&
+           o->wbuf_low <= o->wbuf_high && o->wbuf_high > 0 &&
+           (o->wbuf_max == 0 || o->wbuf_max >= o->wbuf_high);
+}
+
+evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o)
+{
+    evl_options opts;
+    if (o)
+        opts = *o;
+    else
+        evl_options_default(&opts);
+    if (!h || !options_valid(&opts)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    evl_loop *l = calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->h = *h;
+    l->udata = udata;
+    l->o = opts;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->events = calloc((size_t)opts.max_events, sizeof *l->events);
+    l->scratch = malloc(EVL__READ_MAX);
+    if (l->epfd < 0 || !l->events || !l->scratch) {
+        int err = l->epfd < 0 ? errno : ENOMEM;
+        if (l->epfd >= 0)
+            close(l->epfd);
+        free(l->events);
+        free(l->scratch);
+        free(l);
+        errno = err;
+        return NULL;
+    }
+    evl__list_init(&l->active);
+    evl__list_init(&l->closing);
+    evl__list_init(&l->ready);
+    l->kill_tail = &l->kill_head;
+    l->now = now_ms();
+    l->next_tick = l->now + (uint64_t)opts.tick_ms;
+    return l;
+}
+
+/* ---- registry ------------------------------------------------------------ */
+
+int evl__fdtab_put(evl_loop *l, evl__io *io)
+{
+    size_t fd = (size_t)io->fd;
+    if (fd >= l->fdtab_len) {
+        size_t n = l->fdtab_len ? l->fdtab_len : 64;
+        while (n <= fd)
+            n *= 2;
+        evl__io **t = realloc(l->fdtab, n * sizeof *t);
+        if (!t)
+            return -1;
+        memset(t + l->fdtab_len, 0, (n - l->fdtab_len) * sizeof *t);
+        l->fdtab = t;
+        l->fdtab_len = n;
+    }
+    l->fdtab[fd] = io;
+    return 0;
+}
+
+static evl__io *fdtab_get(const evl_loop *l, int fd)
+{
+    return fd >= 0 && (size_t)fd < l->fdtab_len ? l->fdtab[fd] : NULL;
+}
+
+void evl__bury(evl_loop *l, evl__io *io)
+{
+    io->dead = 1;
+    io->next_dead = l->graveyard;
+    l->graveyard = io;
+}
+
+static void free_graveyard(evl_loop *l)
+{
+    while (l->graveyard) {
+        evl__io *io = l->graveyard;
+        l->graveyard = io->next_dead;
+        free(io);
+    }
+}
+
+void evl__set_interest(evl_loop *l, evl__io *io, uint32_t events)
+{
+    if (io->events == events)
+        return;
+    struct epoll_event ev = {.events = events, .data.ptr = io};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) == 0)
+        io->events = events;
+}
+
+/* Registers a non-connection fd (listener, extra, signalfd) for EPOLLIN. */
+static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
+{
+    if (fd < 0) {
+        errno = EBADF;
+        return NULL;
+    }
+    if (fdtab_get(l, fd)) {
+        errno = EEXIST;
+        return NULL;
+    }
+    evl__io *io = calloc(1, sizeof *io);
+    if (!io)
+        return NULL;
+    io->fd = fd;
+    io->kind = (uint8_t)kind;
+    io->events = EPOLLIN;
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = io};
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 || evl__fdtab_put(l, io) < 0) {
+        int err = errno;
+        (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        free(io);
+        errno = err;
+        return NULL;
+    }
+    return io;
+}
+
+static void remove_io(evl_loop *l, evl__io *io)
+{
+    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    l->fdtab[io->fd] = NULL;
+    evl__bury(l, io);
+}
+
+int evl_add_fd(evl_loop *l, int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
+    return add_io(l, fd, EVL__EXTRA) ? 0 : -1;
+}
+
+int evl_remove_fd(evl_loop *l, int fd)
+{
+    evl__io *io = fdtab_get(l, fd);
+    if (!io || io->kind != EVL__EXTRA) {
+        errno = ENOENT;
+        return -1;
+    }
+    remove_io(l, io);
+    return 0;
+}
+
+int evl_add_listener(evl_loop *l, int listen_fd)
+{
+    evl__io **t = realloc(l->listeners, (l->nlisteners + 1) * sizeof *t);
+    if (!t)
+        return -1;
+    l->listeners = t;
+    evl__io *io = add_io(l, listen_fd, EVL__LISTENER);
+    if (!io)
+        return -1;
+    l->listeners[l->nlisteners++] = io;
+    return 0;
+}
+
+static void remove_listeners(evl_loop *l)
+{
+    for (size_t i = 0; i < l->nlisteners; i++)
+        remove_io(l, l->listeners[i]);
+    l->nlisteners = 0;
+    l->accept_resume = 0;
+}
+
+evl_conn *evl_conn_of(const evl_loop *l, int fd)
+{
+    evl__io *io = fdtab_get(l, fd);
+    return io && io->kind == EVL__CONN ? (evl_conn *)(void *)io : NULL;
+}
+
+evl_conn *evl_adopt(evl_loop *l, int fd)
+{
+    int type;
+    socklen_t tl = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0)
+        return NULL; /* ENOTSOCK for a pipe or file, EBADF for a bad fd */
+    if (fdtab_get(l, fd)) {
+        errno = EEXIST;
+        return NULL;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return NULL;
+    evl_conn *c = evl__conn_new(l, fd);
+    if (!c)
+        return NULL;
+    l->st.accepted++;
+    l->st.conns++;
+    return c;
+}
+
+/* ---- reaping ------------------------------------------------------------- */
+
+/* Runs on_close for connections killed since the last call. Called between
+ * callbacks, so on_close never runs inside the call that caused it. An
+ * on_close may kill others: they are reaped in the same pass. */
+static void reap(evl_loop *l)
+{
+    if (l->reaping)
+        return;
+    l->reaping = 1;
+    while (l->kill_head) {
+        evl_conn *c = l->kill_head;
+        l->kill_head = c->next_kill;
+        if (!l->kill_head)
+            l->kill_tail = &l->kill_head;
+        evl__conn_reap(c);
+    }
+    l->reaping = 0;
+}
+
+/* ---- accepting ----------------------------------------------------------- */
+
+static void pause_accepting(evl_loop *l)
+{
+    /* The listen fd stays readable while fds are short: stop watching it
+     * for a moment instead of spinning (fault 3); pending clients wait in
+     * the backlog and are served when fds free up. */
+    for (size_t i = 0; i < l->nlisteners; i++)
+        evl__set_interest(l, l->listeners[i], 0);
+    l->accept_resume = l->now + EVL__ACCEPT_PAUSE_MS;
+}
+
+static void resume_accepting(evl_loop *l)
+{
+    for (size_t i = 0; i < l->nlisteners; i++)
+        evl__set_interest(l, l->listeners[i], EPOLLIN);
+    l->accept_resume = 0;
+}
+
+static void accept_some(evl_loop *l, evl__io *ls)
+{
+    for (int i = 0; i < EVL__ACCEPT_BATCH && !ls->dead && !l->stopping; i++) {
+        int fd = accept4(ls->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                l->st.emfile++;
+                pause_accepting(l);
+            }
+            return; /* EAGAIN: the backlog is empty */
+        }
+        evl_conn *c = NULL;
+        if (l->o.max_conns && l->st.conns >= l->o.max_conns)
+            ; /* refused without a word to the handler */
+        else
+            c = evl__conn_new(l, fd);
+        if (!c) {
+            close(fd);
+            l->st.rejected++;
+            continue;
+        }
+        int one = 1; /* replies go out now, not after a delayed ACK */
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (l->h.on_accept && !l->h.on_accept(c)) {
+            c->refused = 1;
+            evl__conn_kill(c);
+            continue;
+        }
+        l->st.accepted++;
+        l->st.conns++;
+    }
+}
+
+/* ---- timers -------------------------------------------------------------- */
+
+static evl_conn *first_conn(const evl__link *list)
+{
+    return evl__list_empty(list) ? NULL : evl__container_of(list->next, evl_conn, link);
+}
+
+static void run_timers(evl_loop *l)
+{
+    evl_conn *c;
+    if (l->o.idle_timeout_ms > 0) {
+        while ((c = first_conn(&l->active)) && c->stamp + (uint64_t)l->o.idle_timeout_ms <= l->now) {
+            l->st.idle_closed++;
+            evl__conn_kill(c); /* unlinks it from active */
+        }
+    }
+    while ((c = first_conn(&l->closing)) && c->stamp <= l->now) {
+        if (c->wbuf.len > 0)
+            l->st.close_timeouts++;
+        evl__conn_kill(c);
+    }
+    if (l->accept_resume && l->accept_resume <= l->now)
+        resume_accepting(l);
+    if (l->o.tick_ms > 0 && l->next_tick <= l->now) {
+        l->st.ticks++;
+        l->next_tick += (uint64_t)l->o.tick_ms;
+        if (l->next_tick <= l->now) /* fell behind: do not fire in a burst */
+            l->next_tick = l->now + (uint64_t)l->o.tick_ms;
+        if (l->h.on_tick)
+            l->h.on_tick(l);
+    }
+}
+
+static void earliest(uint64_t *best, uint64_t t)
+{
+    if (t < *best)
+        *best = t;
+}
+
+/* How long epoll_wait may sleep: the caller's bound, shortened by the next
+ * timer, and zero while input waits for re-dispatch. */
+static int wait_ms(const evl_loop *l, int timeout_ms)
+{
+    if (!evl__list_empty(&l->ready) || l->kill_head)
+        return 0;
+    uint64_t due = UINT64_MAX;
+    evl_conn *c;
+    if (l->o.tick_ms > 0)
+        earliest(&due, l->next_tick);
+    if (l->o.idle_timeout_ms > 0 && (c = first_conn(&l->active)))
+        earliest(&due, c->stamp + (uint64_t)l->o.idle_timeout_ms);
+    if ((c = first_conn(&l->closing)))
+        earliest(&due, c->stamp);
+    if (l->accept_resume)
+        earliest(&due, l->accept_resume);
+    if (due == UINT64_MAX)
+        return timeout_ms;
+    uint64_t left = due > l->now ? due - l->now : 0;
+    if (timeout_ms >= 0 && (uint64_t)timeout_ms < left)
+        return timeout_ms;
+    return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* ---- one iteration ------------------------------------------------------- */
+
+static void on_signalfd(evl_loop *l)
+{
+    struct signalfd_siginfo si;
+    while (read(l->sig->fd, &si, sizeof si) == (ssize_t)sizeof si)
+        l->stop_requested = 1;
+}
+
+static void dispatch(evl_loop *l, const struct epoll_event *ev)
+{
+    evl__io *io = ev->data.ptr;
+    if (io->dead)
+        return; /* unregistered earlier in this batch (fault 9) */
+    switch (io->kind) {
+    case EVL__CONN:
+        evl__conn_event((evl_conn *)(void *)io, ev->events);
+        break;
+    case EVL__LISTENER:
+        accept_some(l, io);
+        break;
+    case EVL__EXTRA:
+        if (l->h.on_fd)
+            l->h.on_fd(l, io->fd);
+        else
+            remove_io(l, io); /* nobody reads it: level triggering would spin */
+        break;
+    case EVL__SIGNAL:
+        on_signalfd(l);
+        break;
+    }
+}
+
+/* Calls on_read again for connections that kept input after consuming
+ * some (fault 4). Each gets at most one call per iteration. */
+static void redispatch(evl_loop *l)
+{
+    evl__link batch;
+    evl__list_init(&batch);
+    if (evl__list_empty(&l->ready))
+        return;
+    /* Move the list aside: connections marked ready during this pass wait
+     * for the next iteration. */
+    batch.next = l->ready.next;
+    batch.prev = l->ready.prev;
+    batch.next->prev = &batch;
+    batch.prev->next = &batch;
+    evl__list_init(&l->ready);
+    while (!evl__list_empty(&batch)) {
+        evl_conn *c = evl__container_of(batch.next, evl_conn, ready);
+        evl__list_unlink(&c->ready);
+        if (c->dispatched == l->iter) {
+            evl__list_append(&l->ready, &c->ready); /* already served this round */
+            continue;
+        }
+        evl__conn_deliver(c);
+        reap(l);
+    }
+}
+
+int evl_run_once(evl_loop *l, int timeout_ms)
+{
+    l->now = now_ms();
+    reap(l);
+    int n = epoll_wait(l->epfd, l->events, l->o.max_events, wait_ms(l, timeout_ms));
+    int err = errno;
+    l->iter++;
+    l->st.iterations++;
+    l->now = now_ms();
+    if (n < 0 && err != EINTR) {
+        free_graveyard(l);
+        errno = err;
+        return -1;
+    }
+    /* EINTR: some signal with a handler; nothing to stop for (fault 2). */
+    for (int i = 0; i < n; i++) {
+        dispatch(l, &l->events[i]);
+        reap(l);
+    }
+    redispatch(l);
+    run_timers(l);
+    reap(l);
+    free_graveyard(l);
+    return n < 0 ? 0 : n;
+}
+
+/* ---- run and stop -------------------------------------------------------- */
+
+void evl_stop(evl_loop *l) { l->stop_requested = 1; }
+bool evl_stopping(const evl_loop *l) { return l->stop_requested || l->stopping; }
+
+static void begin_stop(evl_loop *l)
+{
+    l->stopping = 1;
+    remove_listeners(l);
+    evl_conn *c;
+    while ((c = first_conn(&l->active)))
+        evl_close(c); /* moves it to closing, or kills it */
+    for (evl__link *p = l->closing.next, *next; p != &l->closing; p = next) {
+        next = p->next;
+        c = evl__container_of(p, evl_conn, link);
+        if (c->lingering)
+            evl__conn_kill(c); /* flushed already: no need to wait for the peer */
+    }
+}
+
+int evl_run(evl_loop *l, int listen_fd)
+{
+    if (listen_fd >= 0 && evl_add_listener(l, listen_fd) < 0)
+        return -1;
+    sigset_t stop_set, old;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGINT);
+    /* Blocked and read through a signalfd: a stop is an event like any
+     * other, and no handler runs in the middle of the loop's work. */
+    pthread_sigmask(SIG_BLOCK, &stop_set, &old);
+    int sfd = signalfd(-1, &stop_set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sfd < 0 || !(l->sig = add_io(l, sfd, EVL__SIGNAL))) {
+        int err = errno;
+        if (sfd >= 0)
+            close(sfd);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        errno = err;
+        return -1;
+    }
+    int rc = 0;
+    for (;;) {
+        if (l->stop_requested && !l->stopping)
+            begin_stop(l);
+        if (l->stopping && l->st.conns == 0)
+            break;
+        if (evl_run_once(l, -1) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    int err = errno;
+    on_signalfd(l); /* consume stop signals, so unblocking does not deliver them */
+    remove_io(l, l->sig);
+    free_graveyard(l);
+    l->sig = NULL;
+    close(sfd);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    l->stop_requested = 0;
+    l->stopping = 0;
+    errno = err;
+    return rc;
+}
+
+/* ---- teardown and introspection ----------------------------------------- */
+
+void evl_free(evl_loop *l)
+{
+    if (!l)
+        return;
+    evl_conn *c;
+    while ((c = first_conn(&l->active)))
+        evl__conn_kill(c);
+    while ((c = first_conn(&l->closing)))
+        evl__conn_kill(c);
+    reap(l);
+    remove_listeners(l);
+    for (size_t fd = 0; fd < l->fdtab_len; fd++)
+        if (l->fdtab[fd])
+            remove_io(l, l->fdtab[fd]);
+    free_graveyard(l);
+    close(l->epfd);
+    free(l->listeners);
+    free(l->fdtab);
+    free(l->events);
+    free(l->scratch);
+    free(l);
+}
+
+static void add_buffered(const evl__link *list, struct evl_stats *st)
+{
+    for (const evl__link *p = list->next; p != list; p = p->next) {
+        const evl_conn *c = evl__container_of(p, evl_conn, link);
+        st->wbuf_bytes += c->wbuf.len;
+        st->rbuf_bytes += c->rbuf.len;
+    }
+}
+
+void evl_stats(const evl_loop *l, struct evl_stats *st)
+{
+    *st = l->st;
+    st->wbuf_bytes = st->rbuf_bytes = 0;
+    add_buffered(&l->active, st);
+    add_buffered(&l->closing, st);
+}
+
+void *evl_loop_udata(const evl_loop *l) { return l->udata; }
+const evl_options *evl_get_options(const evl_loop *l) { return &l->o; }
