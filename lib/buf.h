@@ -15,8 +15,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define EVL__BUF_MIN   4096u          /* smallest allocation */
-#define EVL__BUF_SLACK (256u * 1024u) /* capacity allowed beyond 4*len */
+#define EVL__BUF_MIN   ((size_t)4096)       /* smallest allocation */
+#define EVL__BUF_SLACK ((size_t)256 << 10) /* capacity allowed beyond 4*len */
 
 typedef struct evl__buf {
     char *base;

@@ -353,7 +353,7 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
             if (iovcnt == 1) {
                 r = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
             } else {
-                struct msghdr m = {.msg_iov = (struct iovec *)(uintptr_t)iov,
+                struct msghdr m = {.msg_iov = (struct iovec *)iov,
                                    .msg_iovlen = (size_t)iovcnt};
                 r = sendmsg(c->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
             }
@@ -396,7 +396,7 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
 
 int evl_write(evl_conn *c, const void *buf, size_t len)
 {
-    struct iovec v = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
     return evl_writev(c, &v, 1);
 }
 

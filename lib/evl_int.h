@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 
-#define EVL__READ_MAX        (64u * 1024u) /* bytes per read() */
+#define EVL__READ_MAX        ((size_t)64 << 10) /* bytes per read() */
 #define EVL__ACCEPT_BATCH    128           /* accepts per listener event */
 #define EVL__ACCEPT_PAUSE_MS 100           /* after EMFILE: retry this late */
 

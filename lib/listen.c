@@ -41,7 +41,7 @@ int evl_listen_tcp(const char *host, int port, int flags)
         return -1;
     }
     char service[8];
-    snprintf(service, sizeof service, "%d", port);
+    (void)snprintf(service, sizeof service, "%d", port);
     struct addrinfo hints = {.ai_family = host ? AF_UNSPEC : AF_INET,
                              .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
@@ -66,11 +66,12 @@ int evl_listen_tcp(const char *host, int port, int flags)
 int evl_listen_unix(const char *path)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    if (!path || !*path || strlen(path) >= sizeof sun.sun_path) {
+    size_t n = path ? strlen(path) : 0;
+    if (n == 0 || n >= sizeof sun.sun_path) {
         errno = EINVAL;
         return -1;
     }
-    strcpy(sun.sun_path, path);
+    memcpy(sun.sun_path, path, n + 1);
     struct stat st;
     /* A socket file left by a previous run would make bind fail; anything
      * else at that path is somebody's file and is left alone. */
@@ -81,7 +82,7 @@ int evl_listen_unix(const char *path)
 
 int evl_local_port(int fd)
 {
-    struct sockaddr_storage ss;
+    struct sockaddr_storage ss = {0};
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
         return -1;

@@ -95,9 +95,11 @@ int evl__fdtab_put(evl_loop *l, evl__io *io)
         size_t n = l->fdtab_len ? l->fdtab_len : 64;
         while (n <= fd)
             n *= 2;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         evl__io **t = realloc(l->fdtab, n * sizeof *t);
         if (!t)
             return -1;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         memset(t + l->fdtab_len, 0, (n - l->fdtab_len) * sizeof *t);
         l->fdtab = t;
         l->fdtab_len = n;
@@ -192,6 +194,7 @@ int evl_remove_fd(evl_loop *l, int fd)
 
 int evl_add_listener(evl_loop *l, int listen_fd)
 {
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     evl__io **t = realloc(l->listeners, (l->nlisteners + 1) * sizeof *t);
     if (!t)
         return -1;
