@@ -1,0 +1,91 @@
+/* probe.c: PING/PONG round trips during the load (see probe.h). */
+#include "probe.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+static void probe_sample(struct probe *p, uint64_t rtt, uint64_t at)
+{
+    hist_add(&p->h, rtt);
+    if (p->csv)
+        fprintf(p->csv, "%s,%.4f,%.3f\n", p->tag, (double)(at - p->t0) / 1e6,
+                (double)rtt / 1000.0);
+}
+
+static void probe_event(struct ep *e, uint32_t events)
+{
+    struct probe *p = (struct probe *)e;
+    if (sock_event(&p->s, events) < 0) {
+        snprintf(p->err, sizeof p->err, "probe connection: %s", strerror(p->s.err));
+        sock_close(&p->s, false);
+        return;
+    }
+    if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        return;
+    ssize_t r = sock_read(&p->s, p->lb.buf + p->lb.len, LINE_CAP - p->lb.len);
+    if (r == 0 || (r < 0 && errno != EAGAIN)) {
+        snprintf(p->err, sizeof p->err, "probe connection: %s",
+                 r == 0 ? "closed by the server" : strerror(errno));
+        sock_close(&p->s, false);
+        return;
+    }
+    if (r < 0)
+        return;
+    p->lb.len += (size_t)r;
+    size_t pos = 0;
+    char *line;
+    while ((line = line_next(&p->lb, &pos))) {
+        if (!strncmp(line, "MSG ", 4))
+            continue; /* a BCAST reaches every connection, the probe too */
+        if (strcmp(line, "PONG") || !p->outstanding) {
+            snprintf(p->err, sizeof p->err, "probe: unexpected reply '%.60s'", line);
+            sock_close(&p->s, false);
+            return;
+        }
+        p->outstanding = false;
+        probe_sample(p, p->s.drv->now - p->sent, p->s.drv->now);
+    }
+    line_compact(&p->lb, pos);
+    if (p->lb.len == LINE_CAP) {
+        snprintf(p->err, sizeof p->err, "probe: reply line longer than %d bytes", LINE_CAP);
+        sock_close(&p->s, false);
+    }
+}
+
+int probe_start(struct probe *p, struct driver *d, const struct target *t, int interval_ms,
+                FILE *csv, const char *tag)
+{
+    memset(p, 0, sizeof *p);
+    p->interval = (uint64_t)interval_ms * 1000u;
+    p->csv = csv;
+    p->tag = tag;
+    p->t0 = p->next = now_us();
+    if (sock_connect(&p->s, d, t, 0, true, probe_event) < 0)
+        return -1;
+    sock_want_read(&p->s, true);
+    return 0;
+}
+
+void probe_tick(struct probe *p, uint64_t now)
+{
+    if (!sock_open(&p->s) || p->s.connecting || p->outstanding || now < p->next)
+        return;
+    p->sent = now_us();
+    p->outstanding = true;
+    /* the next PING leaves one interval after this one, not after its reply:
+     * a slow reply delays the next, it does not hide several */
+    p->next = p->sent + p->interval;
+    if (sock_queue(&p->s, "PING\n", 5) < 0) {
+        snprintf(p->err, sizeof p->err, "probe: send: %s", strerror(errno));
+        sock_close(&p->s, false);
+    }
+}
+
+void probe_stop(struct probe *p, uint64_t now)
+{
+    if (p->outstanding && sock_open(&p->s))
+        probe_sample(p, now - p->sent, now);
+    p->outstanding = false;
+    sock_close(&p->s, false);
+}

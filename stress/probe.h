@@ -1,0 +1,30 @@
+/* probe.h: the fast client beside the load: one PING in flight at a time,
+ * every few ms; its round trips are how long the server's loop took to come
+ * back to an innocent connection. */
+#ifndef STRESS_PROBE_H
+#define STRESS_PROBE_H
+
+#include <stdio.h>
+
+#include "hist.h"
+#include "net.h"
+
+struct probe {
+    struct sock s; /* first: the callback casts back */
+    struct linebuf lb;
+    bool outstanding;
+    uint64_t sent, next, interval, t0;
+    struct hist h;
+    FILE *csv; /* per-sample "scenario,seconds,rtt_ms" when asked */
+    const char *tag;
+    char err[160];
+};
+
+int probe_start(struct probe *p, struct driver *d, const struct target *t, int interval_ms,
+                FILE *csv, const char *tag);
+void probe_tick(struct probe *p, uint64_t now);
+/* An unanswered PING counts as a sample of its age so far: a server that
+ * hangs shows as a huge max, not as a missing one. */
+void probe_stop(struct probe *p, uint64_t now);
+
+#endif

@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# stress/run.sh: what `make stress` and `make stress-quick` run.
+#
+#   stress/run.sh [--quick] [--plot] [--server PATH] [--client PATH] [--guard PATH]
+#
+# 1. Starts the test server under nbguard.so (any blocking write-family call
+#    aborts it) on a free port, with a small SO_SNDBUF so that slow readers
+#    push it into EAGAIN and its own buffers at once.
+# 2. Runs slowreaders, fanout and churn against it, sampling its RSS and CPU.
+# 3. Stops it with SIGTERM: it must exit 0 (and so write the guard's report).
+# 4. Fault rounds, each on a fresh server and each its own row: libfiu makes
+#    send/sendmsg fail with EAGAIN at random; strace injects EINTR into
+#    epoll_wait. A `blast` run checks that every byte still arrives in order.
+# 5. One table, build/reports/stress.json (stress-quick.json for --quick),
+#    and a last line PASS or FAIL: <reason>. Exit 0 only on PASS.
+#
+# Every process it starts is stopped by its PID, also on error or Ctrl-C.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+
+quick=0
+plot=${PLOT:+1}
+plot=${plot:-0}
+server=
+client=
+guard=
+usage() { sed -n '4p' "$0" | sed 's/^# *//' >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case $1 in
+    --quick) quick=1 ;;
+    --plot) plot=1 ;;
+    --server) server=${2:?}; shift ;;
+    --client) client=${2:?}; shift ;;
+    --guard) guard=${2:?}; shift ;;
+    *) usage ;;
+    esac
+    shift
+done
+if [ "$quick" = 1 ]; then
+    server=${server:-build/asan/evl-testsrv}
+    client=${client:-build/asan/evl-stress}
+else
+    server=${server:-build/evl-testsrv}
+    client=${client:-build/evl-stress}
+fi
+guard=${guard:-build/nbguard.so}
+for f in "$server" "$client" "$guard"; do
+    [ -e "$f" ] || { echo "run.sh: $f not found (make builds it)" >&2; exit 2; }
+done
+guard=$(realpath "$guard")
+
+reports=build/reports
+name=stress
+[ "$quick" = 1 ] && name=stress-quick
+work=$reports/$name
+rm -rf "$work"
+mkdir -p "$work"
+rows=$work/rows.tsv
+csv=$work/latency.csv
+json=$reports/$name.json
+
+# The numbers. Full: hundreds of slow readers with tens of MiB each, far
+# beyond kernel buffers; 60-90 s on 2 cores. Quick: the same shape, small,
+# for the sanitized build in make check.
+SNDBUF=65536
+if [ "$quick" = 1 ]; then
+    SLOW=(--conns 40 --bytes 2M --seconds 5 --stall-ms 2000 --rate 128K)
+    FAN=(--conns 100 --seconds 3 --rate 200)
+    CHURN=(--conns 32 --seconds 3 --rate 100 --bytes 1M)
+    BLAST=(--conns 2 --bytes 4M)
+    LIMITS=(--max-p99-ms 250 --max-ms 2000 --max-rss-mb 512)
+else
+    SLOW=(--conns 200 --bytes 16M --seconds 20 --stall-ms 8000 --rate 256K)
+    FAN=(--conns 400 --seconds 10 --rate 400)
+    CHURN=(--conns 64 --seconds 10 --rate 300 --bytes 8M)
+    BLAST=(--conns 4 --bytes 16M)
+    LIMITS=(--max-p99-ms 100 --max-ms 1000 --max-rss-mb 512)
+fi
+
+# ASan's link-order check would refuse the preloaded guard with a gcc
+# (shared) runtime; clang's static one does not care. Leaks stay on here.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}:verify_asan_link_order=0"
+
+fails=()   # failures found outside the rows (server exits, guard, tools)
+notes=()   # facts printed under the table
+live=()    # PIDs started and not yet reaped
+cleanup() {
+    local p
+    for p in "${live[@]}"; do
+        kill -KILL "$p" 2>/dev/null
+    done
+}
+trap cleanup EXIT
+trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
+
+srv_pid= wrap_pid= port=
+# start_server NAME TRACED COMMAND...: COMMAND runs the server (prefixed by
+# whatever wraps it) and gets "--port 0 --sndbuf N" appended. TRACED=1 when
+# COMMAND is a tracer whose child is the server (strace), 0 when COMMAND
+# ends by exec'ing it (env, fiu-run): then the PID is the server's.
+start_server() {
+    local name=$1 traced=$2
+    shift 2
+    port=
+    srv_pid=
+    "$@" --port 0 --sndbuf "$SNDBUF" >"$work/$name.out" 2>"$work/$name.err" &
+    wrap_pid=$!
+    live+=("$wrap_pid")
+    local i
+    for ((i = 0; i < 300; i++)); do
+        port=$(awk '/^LISTENING [0-9]+$/ {print $2; exit}' "$work/$name.out")
+        [ -n "$port" ] && break
+        kill -0 "$wrap_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        fails+=("$name: the server printed no LISTENING line within 15 s: $(head -c 300 "$work/$name.err" | tr '\n' ' ')")
+        stop_pid "$wrap_pid"
+        return 1
+    fi
+    srv_pid=$wrap_pid
+    if [ "$traced" = 1 ]; then
+        srv_pid=$(cat /proc/"$wrap_pid"/task/*/children 2>/dev/null | awk '{print $1; exit}')
+        [ -n "$srv_pid" ] || { fails+=("$name: cannot find the traced server's PID"); stop_pid "$wrap_pid"; return 1; }
+    fi
+    return 0
+}
+
+# Exited (a zombie waiting for us) or gone.
+exited() {
+    local st
+    st=$(awk '{print $3}' /proc/"$1"/stat 2>/dev/null) || return 0
+    [ -z "$st" ] || [ "$st" = Z ]
+}
+
+# Kill hard and reap: for a server that failed to start or to stop.
+stop_pid() {
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    forget "$1"
+}
+
+forget() {
+    local p keep=()
+    for p in "${live[@]}"; do
+        [ "$p" = "$1" ] || keep+=("$p")
+    done
+    live=("${keep[@]}")
+}
+
+# stop_server NAME: SIGTERM to the server; it must exit 0 within 15 s (it
+# flushes for at most its close timeout, 5 s by default), without a guard
+# or sanitizer report.
+stop_server() {
+    local name=$1 i rc
+    kill -TERM "$srv_pid" 2>/dev/null
+    for ((i = 0; i < 150; i++)); do
+        exited "$wrap_pid" && break
+        sleep 0.1
+    done
+    if ! exited "$wrap_pid"; then
+        fails+=("$name: the server did not exit within 15 s of SIGTERM")
+        stop_pid "$wrap_pid"
+        return
+    fi
+    wait "$wrap_pid"
+    rc=$?
+    forget "$wrap_pid"
+    local err=$work/$name.err
+    if grep -q '^nbguard:' "$err"; then
+        fails+=("$name: $(grep -m1 '^nbguard:' "$err") (see $err)")
+    elif grep -Eq 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$err"; then
+        fails+=("$name: sanitizer report: $(grep -Em1 'ERROR: [A-Za-z]+Sanitizer|runtime error:' "$err") (see $err)")
+    elif [ "$rc" -ne 0 ]; then
+        fails+=("$name: the server exited $rc after SIGTERM, want 0 (see $err)")
+    fi
+}
+
+stress() { # evl-stress arguments...
+    "$client" "$@" --connect "127.0.0.1:$port" --server-pid "$srv_pid" --rows "$rows" \
+        "${LIMITS[@]}" >>"$work/client.out"
+    local rc=$?
+    # 0 pass, 1 fail (its row says why); anything else is the client itself
+    # (its stderr, shown as it runs, says why)
+    [ "$rc" -le 1 ] || fails+=("evl-stress $1 exited $rc")
+}
+
+echo "stress: server $server, client $client, guard $guard; logs in $work/"
+
+# --- the main round: one server, three scenarios, under the guard ----------
+if start_server main 0 env LD_PRELOAD="$guard" NBGUARD_REPORT="$work/guard-main.txt" "$server"; then
+    for sc in slowreaders fanout churn; do
+        case $sc in
+        slowreaders) args=("${SLOW[@]}") ;;
+        fanout) args=("${FAN[@]}") ;;
+        churn) args=("${CHURN[@]}") ;;
+        esac
+        echo "stress: $sc ${args[*]}"
+        stress "$sc" "${args[@]}" --guard-report "$work/guard-main.txt" --latency-csv "$csv"
+    done
+    stop_server main
+fi
+
+# --- fault round 1: libfiu, send/sendmsg fail with EAGAIN 30% of the time --
+# fiu-run replaces LD_PRELOAD with its own libraries; the guard goes in front
+# of them (through sh), so that it sees, times and counts the injected EAGAINs
+# too. -f "" turns off fiu's control FIFOs in /tmp.
+fiu_cmds=(-c 'enable_random name=posix/io/net/send,probability=0.3,failinfo=11'
+          -c 'enable_random name=posix/io/net/sendmsg,probability=0.3,failinfo=11')
+if ! command -v fiu-run >/dev/null; then
+    fails+=("fault:fiu-send: fiu-run not installed (package fiu-utils)")
+elif start_server fiu 0 fiu-run -x -f "" "${fiu_cmds[@]}" \
+        sh -c 'LD_PRELOAD="$0 $LD_PRELOAD" exec "$@"' "$guard" \
+        env NBGUARD_REPORT="$work/guard-fiu.txt" ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" "$server"; then
+    echo "stress: fault:fiu-send blast ${BLAST[*]}"
+    stress blast "${BLAST[@]}" --label fault:fiu-send --guard-report "$work/guard-fiu.txt"
+    stop_server fiu
+    notes+=("fault:fiu-send: fiu-run -x ${fiu_cmds[*]}; the guard's EAGAIN count is natural + injected (compare fault:eintr, same load, no fiu)")
+fi
+
+# --- fault round 2: strace injects EINTR into epoll_wait (3rd call, then every 5th)
+# --seccomp-bpf stops the server only on the traced calls, so the load is not
+# slowed by a ptrace stop per send. LeakSanitizer cannot run under ptrace.
+inject=epoll_wait,epoll_pwait
+if ! command -v strace >/dev/null; then
+    fails+=("fault:eintr: strace not installed")
+elif start_server eintr 1 strace -f --seccomp-bpf -o "$work/strace.log" -e trace="$inject" \
+        -e inject="$inject":error=EINTR:when=3+5 \
+        -E LD_PRELOAD="$guard" -E NBGUARD_REPORT="$work/guard-eintr.txt" \
+        -E ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" "$server"; then
+    echo "stress: fault:eintr blast ${BLAST[*]}"
+    stress blast "${BLAST[@]}" --label fault:eintr --guard-report "$work/guard-eintr.txt"
+    stop_server eintr
+    injected=$(grep -c 'INJECTED' "$work/strace.log" 2>/dev/null)
+    total=$(grep -Ec '^[0-9]+ +epoll_(p)?wait\(' "$work/strace.log" 2>/dev/null)
+    if [ "${injected:-0}" -gt 0 ]; then
+        notes+=("fault:eintr: strace injected EINTR into $injected of $total epoll_wait calls; the loop went on")
+    else
+        fails+=("fault:eintr: strace injected no EINTR (see $work/strace.log)")
+    fi
+fi
+
+# --- the latency chart -----------------------------------------------------
+if [ "$plot" = 1 ]; then
+    png=$reports/$name-latency.png
+    if ! command -v gnuplot >/dev/null; then
+        fails+=("--plot: gnuplot not installed")
+    elif [ -s "$csv" ]; then
+        gnuplot <<EOF 2>"$work/gnuplot.err" || fails+=("--plot: gnuplot failed: $(head -c 200 "$work/gnuplot.err")")
+set terminal pngcairo size 1200,600
+set output "$png"
+set datafile separator ","
+set title "probe PING round trip during the stress scenarios ($(basename "$server"))"
+set xlabel "seconds since the scenario started"
+set ylabel "round trip (ms)"
+set logscale y
+set grid
+set key top right
+names = "slowreaders fanout churn"
+colors = "#d62728 #1f77b4 #2ca02c"
+plot for [i=1:3] "$csv" using (strcol(1) eq word(names, i) ? \$2 : 1/0):3 \
+     with points pt 7 ps 0.4 lc rgb word(colors, i) title word(names, i)
+EOF
+        [ -s "$png" ] && notes+=("latency chart: $png")
+    fi
+fi
+
+# --- one table, one verdict ------------------------------------------------
+args=(report --rows "$rows" --json "$json")
+for n in "${notes[@]}"; do args+=(--note "$n"); done
+for f in "${fails[@]}"; do args+=(--fail "$f"); done
+"$client" "${args[@]}"
