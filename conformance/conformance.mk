@@ -1,0 +1,18 @@
+# conformance/conformance.mk: the pytest scenario suite (SPEC §5).
+# Included by the top Makefile; see its header for CHECK_TARGETS.
+#   make conformance                       against build/asan/evl-testsrv (built first)
+#   make conformance SERVER=path/to/server against another build (a fork's)
+# JUnit XML goes to $(REPORTS)/conformance.xml.
+
+SERVER ?= $(ASAN)/evl-testsrv
+export SERVER
+
+CHECK_TARGETS += conformance
+
+# Build the server only when it is ours; a given SERVER is used as it is.
+CONFORMANCE_SERVER_DEP := $(if $(filter $(ASAN)/evl-testsrv,$(SERVER)),$(ASAN)/evl-testsrv)
+
+.PHONY: conformance
+conformance: deps-conformance $(CONFORMANCE_SERVER_DEP)
+	@mkdir -p $(REPORTS)
+	$(PYTHON) -m pytest -q conformance --junitxml=$(REPORTS)/conformance.xml

@@ -1,0 +1,62 @@
+"""Fixtures for the conformance suite: each test starts its own evl-testsrv.
+
+The server binary is $SERVER (default build/asan/evl-testsrv, relative paths
+from the repository root). Run:
+
+    make conformance                      # builds the ASan server, then this
+    SERVER=build/evl-testsrv /usr/bin/python3 -m pytest -q conformance
+
+Fixtures
+    start_server(*flags, expect_listen=True) -> Server
+        Starts a server with flags (plus "--port 0" unless the flags name a
+        --port, --listen or --unix), waits for its LISTENING line and returns
+        a Server, which unpacks as (port, pid, process) and offers
+        connect(), stats(), cpu_seconds(), send_signal(), stop(). At teardown every
+        server that listened gets SIGTERM by its PID and must exit with code
+        server.expect_exit (0 unless a test says otherwise) within 15 s; one
+        that does not is killed, and the test errors. Servers started with
+        expect_listen=False (bad flags...) are the test's to check; they are
+        killed at teardown if still running.
+    server
+        start_server() with no flags.
+
+Helpers (import from evltest): Client, Server, pattern, check_pattern,
+pattern_byte, cpu_seconds, wait_for. See evltest.py.
+"""
+
+import pytest
+
+from evltest import Server
+
+
+@pytest.fixture
+def start_server():
+    started = []
+
+    def start(*flags, expect_listen=True):
+        srv = Server(flags)
+        srv.expect_exit = 0
+        started.append(srv)
+        return srv.start(expect_listen=expect_listen)
+
+    yield start
+
+    problems = []
+    for srv in started:
+        listened = srv.port is not None or srv.path is not None
+        if not listened:
+            srv.close()
+            continue
+        rc = srv.returncode if srv.returncode is not None else srv.stop()
+        if rc != srv.expect_exit:
+            what = "did not exit after SIGTERM (killed)" if rc is None else f"exited with {rc}"
+            problems.append(f"server {srv.flags} {what}, want {srv.expect_exit}; "
+                            f"stderr:\n{srv.stderr()[-3000:]}")
+        srv.close()
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def server(start_server):
+    return start_server()

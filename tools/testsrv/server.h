@@ -1,0 +1,34 @@
+/*
+ * server.h: the test server's connection handlers (SPEC §4), cmd and echo
+ * modes, on the public evloop API only.
+ */
+#ifndef TESTSRV_SERVER_H
+#define TESTSRV_SERVER_H
+
+#include "evloop.h"
+
+enum srv_mode { SRV_MODE_CMD, SRV_MODE_ECHO };
+
+struct srv_config {
+    enum srv_mode mode;
+    int sndbuf;            /* SO_SNDBUF for accepted sockets; 0 = leave it */
+    const char *fifo_path; /* lines written here are broadcast; NULL = none */
+};
+
+struct srv;
+
+/* The callbacks; evl_new must get the struct srv as its udata. */
+extern const evl_handler srv_handler;
+
+/* NULL with errno on failure. cfg is copied (fifo_path is not: it must
+ * outlive the server). */
+struct srv *srv_new(const struct srv_config *cfg);
+
+/* Binds the server to its loop and opens the FIFO if one is configured.
+ * -1 with errno on failure (the caller reports it). */
+int srv_start(struct srv *s, evl_loop *l);
+
+/* After evl_free (whose on_close calls still need the server). */
+void srv_free(struct srv *s);
+
+#endif
