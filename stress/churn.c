@@ -26,6 +26,7 @@ struct cconn {
     int slot;
     enum kind kind;
     bool busy;
+    uint64_t nth; /* which connection of the run, from 0 */
     uint32_t seed;
     uint64_t got, want, hold_until;
 };
@@ -53,8 +54,9 @@ static void cc_finish(struct cconn *cc)
 
 static void cc_fail(struct cconn *cc, const char *why)
 {
-    session_fail(&cc->ch->ss, "connection %" PRIu64 "-ish (kind %d, seed %" PRIu32 "): %s",
-                 cc->ch->finished, (int)cc->kind, cc->seed, why);
+    static const char *const kind_name[] = {"reset at once", "reset mid-read", "reset after a hold"};
+    session_fail(&cc->ch->ss, "connection %" PRIu64 " (%s, seed %" PRIu32 "): %s", cc->nth,
+                 kind_name[cc->kind], cc->seed, why);
     cc_finish(cc);
 }
 
@@ -102,6 +104,7 @@ static void cc_start(struct churn *ch, const struct opts *o)
     uint64_t k = ch->started++;
     cc->ch = ch;
     cc->busy = true;
+    cc->nth = k;
     cc->kind = (enum kind)(k % NKIND);
     cc->seed = o->seed + (uint32_t)k * 2654435761u;
     cc->got = 0;

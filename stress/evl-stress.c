@@ -1,7 +1,8 @@
 /* evl-stress: stress clients for evl-testsrv (SPEC §6).
  *
  *   evl-stress SCENARIO --connect HOST:PORT [options]
- *   evl-stress report --rows FILE [--json FILE] [--note TEXT]... [--fail REASON]...
+ *   evl-stress report --rows FILE [--json FILE] [--junit FILE] [--note TEXT]...
+ *                         [--fail REASON]...
  *
  * One process, one epoll loop, no threads, and not the library under test:
  * the server is judged from outside. Prints a table and, last, exactly
@@ -19,7 +20,8 @@
 
 static const char usage_text[] =
     "usage: evl-stress SCENARIO --connect ADDR [options]\n"
-    "       evl-stress report --rows FILE [--json FILE] [--note TEXT]... [--fail REASON]...\n"
+    "       evl-stress report --rows FILE [--json FILE] [--junit FILE] [--note TEXT]...\n"
+    "                         [--fail REASON]...\n"
     "\n"
     "SCENARIO: slowreaders | fanout | churn | blast | all (slowreaders, fanout, churn)\n"
     "ADDR:     127.0.0.1:PORT, [::1]:PORT, unix:PATH (nothing else is accepted)\n"
@@ -52,6 +54,7 @@ static const char usage_text[] =
     "  --guard-report F  nbguard's report file of this server (read when shown)\n"
     "  --label NAME      name of the row (one scenario only)\n"
     "report (gathers the rows of several runs into one table and verdict):\n"
+    "  --junit FILE      the results as JUnit XML, a test case per row\n"
     "  --note TEXT       a line printed under the table\n"
     "  --fail REASON     a failure found outside the rows (e.g. the server's exit)\n";
 
@@ -104,7 +107,7 @@ static double parse_num(const char *flag, const char *s, double lo, double hi)
 enum {
     O_CONNECT = 256, O_CONNS, O_SECONDS, O_BYTES, O_RATE, O_STALL, O_STALLED, O_PACED, O_MSG,
     O_HOLD, O_PROBE, O_RCVBUF, O_SEED, O_PID, O_P99, O_MAX, O_RSS, O_TIMEOUT, O_SETTLE, O_JSON,
-    O_ROWS, O_CSV, O_GUARD, O_LABEL, O_FAIL, O_NOTE, O_HELP
+    O_ROWS, O_CSV, O_GUARD, O_LABEL, O_FAIL, O_NOTE, O_JUNIT, O_HELP
 };
 
 static const struct option longopts[] = {
@@ -116,7 +119,8 @@ static const struct option longopts[] = {
     {"max-ms", 1, 0, O_MAX},       {"max-rss-mb", 1, 0, O_RSS},  {"timeout", 1, 0, O_TIMEOUT},
     {"settle-ms", 1, 0, O_SETTLE}, {"json", 1, 0, O_JSON},       {"rows", 1, 0, O_ROWS},
     {"latency-csv", 1, 0, O_CSV},  {"guard-report", 1, 0, O_GUARD}, {"label", 1, 0, O_LABEL},
-    {"fail", 1, 0, O_FAIL},        {"note", 1, 0, O_NOTE},       {"help", 0, 0, O_HELP},
+    {"fail", 1, 0, O_FAIL},        {"note", 1, 0, O_NOTE},       {"junit", 1, 0, O_JUNIT},
+    {"help", 0, 0, O_HELP},
     {0, 0, 0, 0},
 };
 
@@ -124,7 +128,7 @@ static const struct option longopts[] = {
 
 struct cli {
     struct opts o;
-    const char *scenario, *connect;
+    const char *scenario, *connect, *junit;
     const char *fails[MAX_FAILS], *notes[MAX_FAILS];
     int nfails, nnotes;
 };
@@ -176,6 +180,7 @@ static void parse_args(int argc, char **argv, struct cli *c)
             if (c->nfails < MAX_FAILS)
                 c->fails[c->nfails++] = optarg;
             break;
+        case O_JUNIT: c->junit = optarg; break;
         case O_NOTE:
             if (c->nnotes < MAX_FAILS)
                 c->notes[c->nnotes++] = optarg;
@@ -238,6 +243,8 @@ static int run_report(struct cli *c)
     }
     if (n == 0 && c->nfails < MAX_FAILS)
         c->fails[c->nfails++] = "no result rows";
+    if (c->junit && report_junit(c->junit, rows, n, c->fails, c->nfails) < 0)
+        fprintf(stderr, "evl-stress: cannot write %s: %s\n", c->junit, strerror(errno));
     int rc = finish(&c->o, rows, n, c->notes, c->nnotes, c->fails, c->nfails);
     free(rows);
     return rc;
@@ -302,7 +309,10 @@ int main(int argc, char **argv)
         if (c.o.rows && rows_append(c.o.rows, &rows[i]) < 0)
             fprintf(stderr, "evl-stress: cannot append to %s: %s\n", c.o.rows, strerror(errno));
         /* progress for people watching a long run; the table comes at the end */
-        fprintf(stderr, "evl-stress: %s: %s\n", rows[i].name, rows[i].result);
+        if (row_passed(&rows[i]))
+            fprintf(stderr, "evl-stress: %s: PASS\n", rows[i].name);
+        else
+            fprintf(stderr, "evl-stress: %s\n", rows[i].result);
     }
     return finish(&c.o, rows, nlist, NULL, 0, NULL, 0);
 }

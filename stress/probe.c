@@ -5,9 +5,20 @@
 #include <string.h>
 #include <sys/epoll.h>
 
+/* One PING is in flight at a time, so while the server stalls for a second
+ * the probe takes one sample, not the 200 it would have taken at a 5 ms
+ * interval: stalls would be under-counted in the percentiles (coordinated
+ * omission). The PINGs that would have left every interval during the wait
+ * are added as the waits they would have seen, as HdrHistogram's
+ * recordValueWithExpectedInterval does. */
 static void probe_sample(struct probe *p, uint64_t rtt, uint64_t at)
 {
     hist_add(&p->h, rtt);
+    hist_add(&p->hc, rtt);
+    for (uint64_t v = rtt; p->interval > 0 && v > p->interval;) {
+        v -= p->interval;
+        hist_add(&p->hc, v);
+    }
     if (p->csv)
         fprintf(p->csv, "%s,%.4f,%.3f\n", p->tag, (double)(at - p->t0) / 1e6,
                 (double)rtt / 1000.0);

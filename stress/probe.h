@@ -14,7 +14,9 @@ struct probe {
     struct linebuf lb;
     bool outstanding;
     uint64_t sent, next, interval, t0;
-    struct hist h;
+    struct hist h;    /* the round trips measured */
+    struct hist hc;   /* the same, corrected for coordinated omission: what
+                       * the percentiles are taken from (see probe.c) */
     FILE *csv; /* per-sample "scenario,seconds,rtt_ms" when asked */
     const char *tag;
     char err[160];

@@ -182,6 +182,53 @@ int report_json(const char *path, const struct row *rows, int n, const char *ver
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* XML attribute text: the five special characters escaped. */
+static void xml_str(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': fputs("&amp;", f); break;
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&apos;", f); break;
+        default: fputc((unsigned char)*s < 0x20 ? ' ' : *s, f);
+        }
+    }
+}
+
+int report_junit(const char *path, const struct row *rows, int n, const char *const *extra,
+                 int nextra)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    int failures = nextra > 0;
+    for (int i = 0; i < n; i++)
+        failures += !row_passed(&rows[i]);
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<testsuite name=\"stress\" tests=\"%d\" failures=\"%d\">\n", n + 1, failures);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "  <testcase classname=\"stress\" name=\"");
+        xml_str(f, rows[i].name);
+        fprintf(f, "\">");
+        if (!row_passed(&rows[i])) {
+            fprintf(f, "<failure message=\"");
+            xml_str(f, rows[i].result);
+            fprintf(f, "\"/>");
+        }
+        fprintf(f, "</testcase>\n");
+    }
+    fprintf(f, "  <testcase classname=\"stress\" name=\"servers exit 0, guard and tools clean\">");
+    for (int i = 0; i < nextra; i++) {
+        fprintf(f, "<failure message=\"");
+        xml_str(f, extra[i]);
+        fprintf(f, "\"/>");
+    }
+    fprintf(f, "</testcase>\n</testsuite>\n");
+    return fclose(f) == 0 ? 0 : -1;
+}
+
 /* Tabs and newlines would split the TSV record: turn them into spaces. */
 static void tsv_field(FILE *f, const char *s)
 {

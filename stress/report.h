@@ -33,6 +33,10 @@ void guard_read(const char *path, struct guard_info *g);
 bool row_passed(const struct row *r);
 void report_table(FILE *f, const struct row *rows, int n);
 int report_json(const char *path, const struct row *rows, int n, const char *verdict);
+/* JUnit XML: a test case per row, and one for the failures found outside
+ * the rows (extra), so CI counts and shows them. */
+int report_junit(const char *path, const struct row *rows, int n, const char *const *extra,
+                 int nextra);
 int rows_append(const char *path, const struct row *r);
 /* Loads every row of a TSV file; *rows is malloc'd. -1 if unreadable. */
 int rows_load(const char *path, struct row **rows, int *n);

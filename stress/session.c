@@ -63,7 +63,7 @@ int session_stats_now(struct session *ss, struct srvstats *st)
         if (ss->sc.waiting == false && ss->sc.replies < want)
             ss->sc.force = true;
         if (ss->drv.now > until) {
-            session_fail(ss, "no STATS reply within 5 s");
+            session_fail(ss, "no STATS reply within 5 s (server hung?)");
             return -1;
         }
     }
@@ -154,8 +154,8 @@ int session_end(struct session *ss)
         settle(ss);
     procmon_tick(&ss->mon, (uint64_t)-1);
     r->probes = ss->probe.h.n;
-    r->p50_us = hist_pct(&ss->probe.h, 50);
-    r->p99_us = hist_pct(&ss->probe.h, 99);
+    r->p50_us = hist_pct(&ss->probe.hc, 50);
+    r->p99_us = hist_pct(&ss->probe.hc, 99);
     r->max_us = ss->probe.h.max;
     long long rss = ss->mon.rss_peak_kb > ss->sc.peak_rss_kb ? ss->mon.rss_peak_kb
                                                               : ss->sc.peak_rss_kb;

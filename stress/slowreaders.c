@@ -189,6 +189,10 @@ static int run_readers(const struct opts *o, struct row *row, const char *name, 
         snprintf(row->result, sizeof row->result, "FAIL: %s: out of memory", name);
         return 1;
     }
+    for (int i = 0; i < conns; i++) {
+        all.r[i].role = role_of(i, conns, stalled_pct, paced_pct);
+        counts[all.r[i].role]++;
+    }
     if (session_begin(ss, o, row, name, seconds) == 0) {
         all.stall_until = ss->t0 + (uint64_t)stall_ms * 1000u;
         all.pace_until = ss->t0 + (uint64_t)(seconds * 1e6);
@@ -198,8 +202,6 @@ static int run_readers(const struct opts *o, struct row *row, const char *name, 
             rd->all = &all;
             rd->idx = i;
             rd->seed = o->seed + (uint32_t)i * 2654435761u;
-            rd->role = role_of(i, conns, stalled_pct, paced_pct);
-            counts[rd->role]++;
             char req[96];
             int len = snprintf(req, sizeof req, "BLAST %" PRIu64 " %" PRIu32 "\nPING\n", bytes,
                                rd->seed);
