@@ -144,8 +144,8 @@ static void churn_tick(struct churn *ch, const struct opts *o, double rate)
 
 int run_churn(const struct opts *o, struct row *row)
 {
-    double seconds = o->seconds > 0 ? o->seconds : 10;
-    double rate = o->rate > 0 ? o->rate : 300;
+    double seconds = o->seconds > 0 ? o->seconds : 15;
+    double rate = o->rate > 0 ? o->rate : 400;
     struct churn ch = {.cap = o->conns > 0 ? o->conns : 64,
                        .bytes = o->bytes > 0 ? (uint64_t)o->bytes : 8u << 20,
                        .hold_us = (uint64_t)(o->hold_ms >= 0 ? o->hold_ms : 50) * 1000u};

@@ -165,8 +165,8 @@ static int wait_all_accepted(struct fanout *fo)
 int run_fanout(const struct opts *o, struct row *row)
 {
     int n = o->conns >= 0 ? o->conns : 400;
-    double seconds = o->seconds > 0 ? o->seconds : 10;
-    double rate = o->rate > 0 ? o->rate : 400;
+    double seconds = o->seconds > 0 ? o->seconds : 15;
+    double rate = o->rate > 0 ? o->rate : 200;
     struct fanout fo = {.n = n, .rate = rate, .pad = o->msg_bytes >= 0 ? (size_t)o->msg_bytes : 256};
     fo.msgs = (uint64_t)(rate * seconds);
     if (fo.msgs < 1)

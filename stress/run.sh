@@ -261,6 +261,7 @@ fi
 # --- the latency chart -----------------------------------------------------
 if [ "$plot" = 1 ]; then
     png=$reports/$name-latency.png
+    STALL_S=$(awk '{for (i = 1; i < NF; i++) if ($i == "--stall-ms") print $(i + 1) / 1000}' <<<"${SLOW[*]}")
     if ! command -v gnuplot >/dev/null; then
         fails+=("--plot: gnuplot not installed")
     elif [ -s "$csv" ]; then
@@ -273,6 +274,8 @@ set xlabel "seconds since the scenario started"
 set ylabel "round trip (ms)"
 set logscale y
 set grid
+set arrow from $STALL_S, graph 0 to $STALL_S, graph 1 nohead dashtype 2 lc rgb "#d62728"
+set label "slowreaders: stalled readers wake" at $STALL_S, graph 0.97 offset 0.5,0 tc rgb "#d62728"
 set key top right
 names = "slowreaders fanout churn"
 colors = "#d62728 #1f77b4 #2ca02c"
