@@ -182,12 +182,15 @@ int run_churn(const struct opts *o, struct row *row)
     row->requested = ch.total * ch.bytes;
     row->verified = ch.verified;
     session_end(ss);
+    char acc[24] = "?";
+    if (accepted >= 0)
+        snprintf(acc, sizeof acc, "%lld", accepted);
     snprintf(row->detail, sizeof row->detail,
              "%" PRIu64 " connections at %.0f/s (at most %d open), each BLAST %" PRIu64
              " B then RST: %" PRIu64 " at once, %" PRIu64 " mid-read, %" PRIu64
-             " after %" PRIu64 " ms unread; server accepted %lld; slots full %" PRIu64 " times",
+             " after %" PRIu64 " ms unread; server accepted %s; slots full %" PRIu64 " times",
              ch.total, rate, ch.cap, ch.bytes, ch.resets[AT_ONCE], ch.resets[MID_READ],
-             ch.resets[HOLD], ch.hold_us / 1000u, accepted, ch.saturated);
+             ch.resets[HOLD], ch.hold_us / 1000u, acc, ch.saturated);
     free(ch.c);
     free(ch.free_slots);
     return ss->failed ? 1 : 0;

@@ -201,12 +201,12 @@ static void parse_args(int argc, char **argv, struct cli *c)
 static int finish(const struct opts *o, const struct row *rows, int n, const char *const *notes,
                   int nnotes, const char *const *extra, int nextra)
 {
-    const char *first = NULL;
+    /* a failure of the server itself (a guard abort, a sanitizer report, a
+     * bad exit) usually explains the rows' failures: it is named first */
+    const char *first = nextra > 0 ? extra[0] : NULL;
     for (int i = 0; i < n && !first; i++)
         if (!row_passed(&rows[i]))
             first = rows[i].result;
-    for (int i = 0; i < nextra && !first; i++)
-        first = extra[i];
     char verdict[300];
     if (!first)
         snprintf(verdict, sizeof verdict, "PASS");
@@ -233,7 +233,7 @@ static int run_report(struct cli *c)
     if (!c->o.rows)
         usage("report needs --rows FILE");
     if (rows_load(c->o.rows, &rows, &n) < 0) {
-        char why[300];
+        static char why[300]; /* outlives the call: c->fails keeps it */
         snprintf(why, sizeof why, "cannot read %s: %s", c->o.rows, strerror(errno));
         if (c->nfails < MAX_FAILS)
             c->fails[c->nfails++] = why;

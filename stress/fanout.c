@@ -48,7 +48,7 @@ static int rcv_line(struct rcv *rc, const char *line, size_t len)
 {
     struct fanout *fo = rc->fo;
     char *end;
-    if (strncmp(line, "MSG ", 4))
+    if (strncmp(line, "MSG ", 4) != 0)
         return -1;
     uint64_t seq = strtoull(line + 4, &end, 10);
     if (*end != ' ')
@@ -181,15 +181,17 @@ int run_fanout(const struct opts *o, struct row *row)
     }
     int stalled = 0;
     long long backlog = -1;
+    for (int i = 0; i <= n; i++) {
+        /* spread the stalled ones evenly: i is stalled when the running
+         * share crosses an integer */
+        fo.r[i].stalled = i < n && (i * stalled_pct) / 100 != ((i + 1) * stalled_pct) / 100;
+        stalled += fo.r[i].stalled;
+    }
     if (session_begin(ss, o, row, "fanout", seconds + 10) == 0) {
         for (int i = 0; i <= n && !ss->failed; i++) {
             struct rcv *rc = &fo.r[i];
             rc->fo = &fo;
             rc->idx = i;
-            /* spread the stalled ones evenly: i is stalled when the running
-             * share crosses an integer */
-            rc->stalled = i < n && (i * stalled_pct) / 100 != ((i + 1) * stalled_pct) / 100;
-            stalled += rc->stalled;
             if (sock_connect(&rc->s, &ss->drv, &o->target, o->rcvbuf, i == n, rcv_event) < 0) {
                 session_fail(ss, "conn %d: connect: %s", i, strerror(errno));
                 break;

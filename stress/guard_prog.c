@@ -74,7 +74,7 @@ int main(int argc, char **argv)
 {
     if (argc == 2 && !strcmp(argv[1], "clean"))
         return run_clean();
-    if (argc != 3 || strcmp(argv[1], "block")) {
+    if (argc != 3 || strcmp(argv[1], "block") != 0) {
         fprintf(stderr, "usage: guard-prog clean | guard-prog block CALL\n");
         return 2;
     }

@@ -49,7 +49,7 @@ static void probe_event(struct ep *e, uint32_t events)
     while ((line = line_next(&p->lb, &pos))) {
         if (!strncmp(line, "MSG ", 4))
             continue; /* a BCAST reaches every connection, the probe too */
-        if (strcmp(line, "PONG") || !p->outstanding) {
+        if (strcmp(line, "PONG") != 0 || !p->outstanding) {
             snprintf(p->err, sizeof p->err, "probe: unexpected reply '%.60s'", line);
             sock_close(&p->s, false);
             return;

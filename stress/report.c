@@ -87,6 +87,8 @@ static void cells_of(const struct row *r, char c[NCOL][32])
 
 void report_table(FILE *f, const struct row *rows, int n)
 {
+    if (!rows)
+        n = 0;
     char(*cells)[NCOL][32] = calloc((size_t)n + 1, sizeof *cells);
     if (!cells)
         return;
@@ -145,6 +147,8 @@ static void json_str(FILE *f, const char *s)
 
 int report_json(const char *path, const struct row *rows, int n, const char *verdict)
 {
+    if (!rows)
+        n = 0;
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
@@ -200,6 +204,8 @@ static void xml_str(FILE *f, const char *s)
 int report_junit(const char *path, const struct row *rows, int n, const char *const *extra,
                  int nextra)
 {
+    if (!rows)
+        n = 0;
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;

@@ -97,6 +97,9 @@ cleanup() {
     for p in "${live[@]}"; do
         kill -KILL "$p" 2>/dev/null
     done
+    for p in "${live[@]}"; do
+        wait "$p" 2>/dev/null # reap our children; a traced server is strace's
+    done
 }
 trap cleanup EXIT
 trap 'echo "run.sh: interrupted" >&2; exit 130' INT TERM
@@ -130,6 +133,7 @@ start_server() {
     if [ "$traced" = 1 ]; then
         srv_pid=$(cat /proc/"$wrap_pid"/task/*/children 2>/dev/null | awk '{print $1; exit}')
         [ -n "$srv_pid" ] || { fails+=("$name: cannot find the traced server's PID"); stop_pid "$wrap_pid"; return 1; }
+        live+=("$srv_pid") # a tracer killed hard may leave its tracee running
     fi
     return 0
 }
@@ -168,12 +172,15 @@ stop_server() {
     done
     if ! exited "$wrap_pid"; then
         fails+=("$name: the server did not exit within 15 s of SIGTERM")
+        kill -KILL "$srv_pid" 2>/dev/null
+        forget "$srv_pid"
         stop_pid "$wrap_pid"
         return
     fi
-    wait "$wrap_pid"
+    wait "$wrap_pid" 2>/dev/null # bash's "Aborted" notice: the checks below say it
     rc=$?
     forget "$wrap_pid"
+    forget "$srv_pid"
     local err=$work/$name.err
     if grep -q '^nbguard:' "$err"; then
         fails+=("$name: $(grep -m1 '^nbguard:' "$err") (see $err)")
@@ -185,9 +192,15 @@ stop_server() {
 }
 
 stress() { # evl-stress arguments...
+    # in the background and waited for: a signal to this script then runs
+    # its trap at once (bash defers traps until a foreground child ends)
     "$client" "$@" --connect "127.0.0.1:$port" --server-pid "$srv_pid" --rows "$rows" \
-        "${LIMITS[@]}" >>"$work/client.out"
+        "${LIMITS[@]}" >>"$work/client.out" &
+    local cpid=$!
+    live+=("$cpid")
+    wait "$cpid"
     local rc=$?
+    forget "$cpid"
     # 0 pass, 1 fail (its row says why); anything else is the client itself
     # (its stderr, shown as it runs, says why)
     [ "$rc" -le 1 ] || fails+=("evl-stress $1 exited $rc")

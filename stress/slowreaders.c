@@ -65,7 +65,7 @@ static void reader_lines(struct reader *rd)
             reader_fail(rd, "no PONG right after the BLAST");
         return;
     }
-    if (strcmp(line, "PONG")) {
+    if (strcmp(line, "PONG") != 0) {
         char why[120];
         snprintf(why, sizeof why, "expected PONG after the BLAST, got '%.40s'", line);
         reader_fail(rd, why);
