@@ -257,7 +257,7 @@ int run_slowreaders(const struct opts *o, struct row *r)
 {
     double seconds = o->seconds > 0 ? o->seconds : 30;
     return run_readers(o, r, "slowreaders", or_default(o->conns, 300),
-                       o->bytes > 0 ? (uint64_t)o->bytes : 16u << 20, seconds,
+                       o->bytes > 0 ? (uint64_t)o->bytes : 24u << 20, seconds,
                        or_default(o->stall_ms, (int)(seconds * 400)), or_default(o->stalled_pct, 75),
                        or_default(o->paced_pct, 20), o->rate > 0 ? o->rate : 256 * 1024);
 }
