@@ -1,0 +1,48 @@
+# lib/test/unit.mk — the library's unit tests (cmocka), a fragment of the top
+# Makefile. Each lib/test/test_*.c is one program, linked with testutil.c:
+# an ASan+UBSan build in build/asan/test/ (what `make unit` runs, and the
+# gate), and a release build in build/test/ for `make unit-valgrind` (valgrind
+# and ASan cannot share a process; each finds what the other misses).
+#
+#   make unit            every ASan program, JUnit in build/reports/unit-*.xml
+#   make unit-valgrind   every release program under valgrind (memcheck)
+#   make unit-build      build both, run nothing
+
+UNIT_SRCS   := $(sort $(wildcard lib/test/test_*.c))
+UNIT_NAMES  := $(UNIT_SRCS:lib/test/%.c=%)
+UNIT_ASAN   := $(UNIT_NAMES:%=$(ASAN)/test/%)
+UNIT_REL    := $(UNIT_NAMES:%=$(BUILD)/test/%)
+UNIT_UTIL   := lib/test/testutil.c
+UNIT_DEPS   := $(UNIT_UTIL) lib/test/testutil.h $(LIB_HDRS)
+UNIT_RUN    := lib/test/run-tests.sh
+UNIT_LDLIBS := -lcmocka
+UNIT_VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
+                 --errors-for-leak-kinds=definite,indirect
+
+# test_write counts the library's send()s and epoll_ctl()s through the
+# linker's --wrap, which only redirects the calls made from the objects of
+# that one link (see the top of test_write.c).
+UNIT_WRAP := -Wl,--wrap=send,--wrap=sendto,--wrap=sendmsg,--wrap=write,--wrap=writev,--wrap=epoll_ctl
+$(ASAN)/test/test_write $(BUILD)/test/test_write: UNIT_LDFLAGS = $(UNIT_WRAP)
+
+$(ASAN)/test/%: lib/test/%.c $(UNIT_DEPS) $(ASAN_LIB) | deps-build deps-unit
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(ASAN_CFLAGS) $< $(UNIT_UTIL) $(ASAN_LIB) $(UNIT_LDFLAGS) $(UNIT_LDLIBS) -o $@
+
+$(BUILD)/test/%: lib/test/%.c $(UNIT_DEPS) $(REL_LIB) | deps-build deps-unit
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) $< $(UNIT_UTIL) $(REL_LIB) $(UNIT_LDFLAGS) $(UNIT_LDLIBS) -o $@
+
+.PHONY: unit unit-build unit-valgrind
+unit-build: $(UNIT_ASAN) $(UNIT_REL)
+
+unit: deps-unit $(UNIT_ASAN)
+	@$(UNIT_RUN) --name unit --reports $(REPORTS) --timeout 120 $(UNIT_ASAN)
+
+# Slower (valgrind runs the code on a synthetic CPU), hence the longer timeout.
+unit-valgrind: deps-unit $(UNIT_REL)
+	@$(UNIT_RUN) --name valgrind --reports $(REPORTS) --timeout 600 \
+	  --wrapper "$(UNIT_VALGRIND)" $(UNIT_REL)
+
+CHECK_TARGETS += unit
+WERROR_SRCS   += $(UNIT_SRCS) $(UNIT_UTIL)
