@@ -20,7 +20,7 @@
 
 static void usage(void)
 {
-    fputs("usage: ldgen pingpong|pump|idle --port P [--conns N] [--size B] [--depth D]\n"
+    (void)fputs("usage: ldgen pingpong|pump|idle --port P [--conns N] [--size B] [--depth D]\n"
           "             [--msgs M | --duration S] [--warmup S] [--timeout S] [--window B]\n"
           "             [--pid PID] [--settle S] [--hold S] [--json]\n",
           stderr);
@@ -33,7 +33,7 @@ static double num(const char *s, double lo, double hi)
     errno = 0;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !(v >= lo && v <= hi)) {
-        fprintf(stderr, "ldgen: '%s' is not a number in [%g, %g]\n", s, lo, hi);
+        (void)fprintf(stderr, "ldgen: '%s' is not a number in [%g, %g]\n", s, lo, hi);
         usage();
     }
     return v;
@@ -136,11 +136,11 @@ int main(int argc, char **argv)
     };
     parse(argc, argv, &o);
     if (idle && !o.pid) {
-        fputs("ldgen: idle needs --pid of the server\n", stderr);
+        (void)fputs("ldgen: idle needs --pid of the server\n", stderr);
         usage();
     }
     if (o.msgs_set && !pp) {
-        fputs("ldgen: --msgs is for pingpong\n", stderr);
+        (void)fputs("ldgen: --msgs is for pingpong\n", stderr);
         usage();
     }
     /* The duration must fit inside the hard bound. */
@@ -150,7 +150,7 @@ int main(int argc, char **argv)
         ldgen_fail("the fd limit is below %d connections (ulimit -n)", o.conns);
         return 1;
     }
-    signal(SIGPIPE, SIG_IGN); /* sends use MSG_NOSIGNAL; this is for safety */
+    (void)signal(SIGPIPE, SIG_IGN); /* sends use MSG_NOSIGNAL; this is for safety */
 
     ldgen_result r = {0};
     int rc = pp ? ldgen_pingpong(&o, &r) : pump ? ldgen_pump(&o, &r) : ldgen_idle(&o, &r);

@@ -97,7 +97,10 @@ int ldgen_pump(const ldgen_opts *o, ldgen_result *r)
     double t_start = ldgen_now() + o->warmup, t_end = t_start + o->duration;
     uint64_t counted = 0;
     struct epoll_event evs[256];
-    for (double now = ldgen_now(); now < t_end; now = ldgen_now()) {
+    for (;;) {
+        double now = ldgen_now();
+        if (now >= t_end)
+            break;
         int k = epoll_wait(ep, evs, 256, (int)((t_end - now) * 1000) + 1);
         if (k < 0 && errno != EINTR) {
             ldgen_fail("epoll_wait: %s", strerror(errno));

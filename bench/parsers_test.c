@@ -18,7 +18,7 @@ static int checks, failures;
         checks++;                                                        \
         if (!(cond)) {                                                   \
             failures++;                                                  \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            (void)fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
         }                                                                \
     } while (0)
 
@@ -101,6 +101,8 @@ static void test_resp_fixed(void)
     /* An inline line at the cap is fine; one byte more is not. */
     size_t big = RESP_INLINE_MAX + 2;
     char *line = malloc(big);
+    if (!line)
+        abort();
     memset(line, 'a', big);
     line[RESP_INLINE_MAX] = '\n';
     CHECK(resp_parse(line, RESP_INLINE_MAX + 1, &r) == RESP_OK && r.argl[0] == RESP_INLINE_MAX);
@@ -177,14 +179,18 @@ static void test_http_fixed(void)
     /* Caps: a request line, a head, a field count. */
     size_t big = HTTP_HEAD_MAX + 64;
     char *buf = malloc(big);
+    if (!buf)
+        abort();
     memset(buf, 'a', big);
-    memcpy(buf, "GET /", 5);
+    memcpy(buf, "GET /", 5); // NOLINT(bugprone-not-null-terminated-result): not a string
     CHECK(http_code(buf, HTTP_HEAD_MAX + 1) == 414);
     CHECK(http_parse(buf, HTTP_HEAD_MAX, &h) == HTTP_NEED_MORE);
     int k = snprintf(buf, big, "GET / HTTP/1.1\r\nHost: a\r\nX: ");
     memset(buf + k, 'b', big - (size_t)k);
     CHECK(http_code(buf, HTTP_HEAD_MAX + 1) == 431);
-    char *many = malloc(16 * (HTTP_HEADERS_MAX + 2));
+    char *many = malloc((size_t)16 * (HTTP_HEADERS_MAX + 2));
+    if (!many)
+        abort();
     int m = sprintf(many, "GET / HTTP/1.1\r\nHost: a\r\n");
     for (int i = 0; i < HTTP_HEADERS_MAX; i++)
         m += sprintf(many + m, "X%d: y\r\n", i);
@@ -301,6 +307,6 @@ int main(void)
     test_http_fixed();
     test_split_feed();
     test_random();
-    printf("parsers-test: %d checks, %d failed: %s\n", checks, failures, failures ? "FAIL" : "PASS");
+    (void)printf("parsers-test: %d checks, %d failed: %s\n", checks, failures, failures ? "FAIL" : "PASS");
     return failures ? 1 : 0;
 }

@@ -197,8 +197,10 @@ int main(int argc, char **argv)
     ev_signal_start(loop, &intr);
     peer_listening(port);
     ev_run(loop, 0);
-    while (conns)
-        drop(loop, conns);
+    for (conn *c = conns, *next; c; c = next) {
+        next = c->next;
+        drop(loop, c);
+    }
     ev_io_stop(loop, &acc);
     close(lfd);
     ev_loop_destroy(loop);

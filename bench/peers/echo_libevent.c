@@ -142,8 +142,10 @@ int main(int argc, char **argv)
         peer_die("echo_libevent", "evsignal");
     peer_listening(ntohs(a.sin_port));
     event_base_dispatch(base);
-    while (conns)
-        drop(conns);
+    for (conn *c = conns, *next; c; c = next) {
+        next = c->next;
+        drop(c);
+    }
     event_free(term);
     event_free(intr);
     evconnlistener_free(ls);

@@ -94,6 +94,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     conn *c = (conn *)s;
     block *b = buf->base ? block_of(buf) : NULL;
+    if (nread > 0 && !b)
+        nread = UV_ENOBUFS; /* libuv reports that itself; said again for the analyzer */
     if (nread <= 0) {
         if (b)
             block_put(b);

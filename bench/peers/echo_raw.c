@@ -53,11 +53,13 @@ static void add_conn(int fd)
         size_t n = tab_len ? tab_len * 2 : 1024;
         while (n <= (size_t)fd)
             n *= 2;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         conn **t = realloc(tab, n * sizeof *t);
         if (!t) {
             close(fd);
             return;
         }
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         memset(t + tab_len, 0, (n - tab_len) * sizeof *t);
         tab = t;
         tab_len = n;

@@ -13,7 +13,7 @@
 
 void peer_die(const char *name, const char *what)
 {
-    fprintf(stderr, "%s: %s: %s\n", name, what, strerror(errno));
+    (void)fprintf(stderr, "%s: %s: %s\n", name, what, strerror(errno));
     exit(1);
 }
 
@@ -28,7 +28,7 @@ int peer_args(int argc, char **argv, const char *name)
             v = strtol(argv[++i], &end, 10);
         }
         if (v < 0 || v > 65535 || !end || *end || errno) {
-            fprintf(stderr, "usage: %s [--port N]   (N = 0: a free port)\n", name);
+            (void)fprintf(stderr, "usage: %s [--port N]   (N = 0: a free port)\n", name);
             exit(2);
         }
         port = (int)v;
@@ -56,8 +56,8 @@ int peer_listen(int port, int *bound)
 
 void peer_listening(int port)
 {
-    printf("LISTENING %d\n", port);
-    fflush(stdout);
+    (void)printf("LISTENING %d\n", port);
+    (void)fflush(stdout);
 }
 
 void peer_nodelay(int fd)

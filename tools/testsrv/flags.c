@@ -12,14 +12,15 @@
 
 static const char usage_text[] =
     "usage: evl-testsrv [--listen HOST:PORT | --port N | --unix PATH]\n"
-    "                   [--mode cmd|echo] [--rbuf-max B] [--wbuf-high B]\n"
+    "                   [--mode cmd|echo|resp|http] [--rbuf-max B] [--wbuf-high B]\n"
     "                   [--wbuf-low B] [--wbuf-max B] [--idle-timeout MS]\n"
     "                   [--tick-ms MS] [--close-timeout MS] [--max-conns N]\n"
     "                   [--sndbuf B] [--fifo PATH] [--help]\n"
     "  --listen HOST:PORT  listen there ([::1]:PORT for IPv6)\n"
     "  --port N            listen on 127.0.0.1:N (default 0: a free port)\n"
     "  --unix PATH         listen on a unix stream socket\n"
-    "  --mode M            cmd (default: the command protocol) or echo\n"
+    "  --mode M            cmd (default: the command protocol), echo, resp (Redis\n"
+    "                      PING/ECHO) or http (GET: keep-alive, pipelining)\n"
     "  --rbuf-max B        unconsumed input cap per connection (1M)\n"
     "  --wbuf-high B       stop reading a connection at this many pending bytes (1M)\n"
     "  --wbuf-low B        resume reading, stream the next chunk, at this many (64K)\n"
@@ -147,8 +148,12 @@ static int set_opt(int opt, const char *arg, struct flags *f, int *listeners)
             f->srv.mode = SRV_MODE_CMD;
         else if (strcmp(arg, "echo") == 0)
             f->srv.mode = SRV_MODE_ECHO;
+        else if (strcmp(arg, "resp") == 0)
+            f->srv.mode = SRV_MODE_RESP;
+        else if (strcmp(arg, "http") == 0)
+            f->srv.mode = SRV_MODE_HTTP;
         else
-            return -1; /* resp and http are not built yet */
+            return -1;
         return 0;
     case O_RBUF_MAX:
         rc = parse_num(arg, 1, SIZE_LIMIT, true, &v);

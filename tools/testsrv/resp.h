@@ -12,9 +12,9 @@
 
 #include <stddef.h>
 
-#define RESP_INLINE_MAX (64 * 1024)  /* an inline line, '\n' not counted (Redis: 64 KiB) */
+#define RESP_INLINE_MAX ((size_t)64 << 10)  /* an inline line, '\n' not counted (Redis: 64 KiB) */
 #define RESP_ARGS_MAX   16           /* arguments of one command */
-#define RESP_BULK_MAX   (512 * 1024) /* one bulk argument's bytes */
+#define RESP_BULK_MAX   ((long)512 << 10)  /* one bulk argument's bytes */
 #define RESP_NUM_MAX    20           /* digits (and sign) of a "*n" or "$n" line */
 
 enum resp_status {

@@ -33,7 +33,10 @@ static void reply(evl_conn *c, const char *s)
 static void blast_done(struct srv *s, struct sconn *sc)
 {
     outbox_flush(s, sc);
-    evl_wake(sc->c);
+    if (sc->close_after_blast)
+        evl_close(sc->c);
+    else
+        evl_wake(sc->c);
 }
 
 /* Writes pattern chunks until more than wbuf_low is pending (on_drain comes
@@ -63,6 +66,14 @@ static void blast_pump(struct srv *s, struct sconn *sc)
         sc->blast_left -= n;
     }
     blast_done(s, sc);
+}
+
+void blast_start(struct srv *s, struct sconn *sc, uint64_t n, uint32_t seed)
+{
+    sc->blast_left = n;
+    sc->blast_off = 0;
+    sc->blast_seed = seed;
+    blast_pump(s, sc);
 }
 
 static void sink_feed(evl_conn *c, struct sconn *sc)
@@ -106,10 +117,7 @@ static void run_cmd(struct srv *s, evl_conn *c, struct sconn *sc, const struct c
         text_reply(c, "", cmd->text, cmd->text_len);
         break;
     case CMD_BLAST:
-        sc->blast_left = cmd->n;
-        sc->blast_off = 0;
-        sc->blast_seed = cmd->seed;
-        blast_pump(s, sc);
+        blast_start(s, sc, cmd->n, cmd->seed);
         break;
     case CMD_SINK:
         sc->sink_left = cmd->n;
@@ -185,10 +193,20 @@ static void on_read_echo(evl_conn *c)
 
 static void on_read(evl_conn *c)
 {
-    if (srv_of(c)->cfg.mode == SRV_MODE_ECHO)
+    switch (srv_of(c)->cfg.mode) {
+    case SRV_MODE_ECHO:
         on_read_echo(c);
-    else
+        break;
+    case SRV_MODE_RESP:
+        on_read_resp(c);
+        break;
+    case SRV_MODE_HTTP:
+        on_read_http(c);
+        break;
+    case SRV_MODE_CMD:
         on_read_cmd(c);
+        break;
+    }
 }
 
 static void on_drain(evl_conn *c)

@@ -1,13 +1,13 @@
 /*
  * server.h: the test server's connection handlers (SPEC §4), cmd and echo
- * modes, on the public evloop API only.
+ * modes (resp and http in modes.c), on the public evloop API only.
  */
 #ifndef TESTSRV_SERVER_H
 #define TESTSRV_SERVER_H
 
 #include "evloop.h"
 
-enum srv_mode { SRV_MODE_CMD, SRV_MODE_ECHO };
+enum srv_mode { SRV_MODE_CMD, SRV_MODE_ECHO, SRV_MODE_RESP, SRV_MODE_HTTP };
 
 struct srv_config {
     enum srv_mode mode;

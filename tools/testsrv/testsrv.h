@@ -37,6 +37,7 @@ struct sconn {
     uint64_t blast_left;       /* bytes of the running BLAST still to write */
     uint64_t blast_off;        /* position in the pattern */
     uint32_t blast_seed;
+    bool close_after_blast;    /* http without keep-alive: close when streamed */
     uint64_t sink_left;        /* bytes of the running SINK still to read */
     uint64_t sink_total;
     unsigned long sink_crc;
@@ -65,6 +66,14 @@ struct srv {
     char *fifo_buf;          /* a partial FIFO line, FIFO_LINE_MAX + 1 bytes */
     size_t fifo_len;
 };
+
+/* server.c: streams n pattern bytes like BLAST (from on_drain, in chunks);
+ * later input waits until the last byte is written. */
+void blast_start(struct srv *s, struct sconn *sc, uint64_t n, uint32_t seed);
+
+/* modes.c: on_read for --mode resp and --mode http. */
+void on_read_resp(evl_conn *c);
+void on_read_http(evl_conn *c);
 
 /* bcast.c */
 void bcast_send(struct srv *s, const char *text, size_t len);

@@ -1,0 +1,154 @@
+/*
+ * modes.c: --mode resp and --mode http (SPEC §4). The parsing is in resp.c
+ * and http.c (pure functions); this file turns a parsed request into its
+ * reply. As in cmd mode, one request is served per on_read call (the
+ * library re-dispatches the rest of a pipeline), and replies keep request
+ * order: while GET /bytes/<n> streams, later requests wait in the buffer.
+ * Malformed input gets an error reply, then a graceful close.
+ */
+#include "testsrv.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "http.h"
+#include "resp.h"
+
+/* ---- resp ----------------------------------------------------------------- */
+
+static void resp_bulk(evl_conn *c, const char *p, size_t n)
+{
+    char head[32];
+    int k = snprintf(head, sizeof head, "$%zu\r\n", n);
+    struct iovec iov[3] = {{head, (size_t)k}, {(void *)p, n}, {"\r\n", 2}};
+    (void)evl_writev(c, iov, 3); /* a failure has already aborted c */
+}
+
+/* "-ERR <before><arg><after>": arg comes from the client, so it is cut
+ * short and no CR or LF in it may end the line early. */
+static void resp_error(evl_conn *c, const char *before, const char *arg, size_t arg_len,
+                       const char *after)
+{
+    char name[64] = {0};
+    memcpy(name, arg, arg_len < sizeof name - 1 ? arg_len : sizeof name - 1);
+    /* %s stops at a NUL, so a CR or LF after one is never printed either. */
+    for (char *q = name; (q = strpbrk(q, "\r\n")) != NULL;)
+        *q = ' ';
+    char line[192];
+    int k = snprintf(line, sizeof line, "-ERR %s%s%s\r\n", before, name, after);
+    (void)evl_write(c, line, (size_t)k);
+}
+
+void on_read_resp(evl_conn *c)
+{
+    size_t len;
+    const char *p = evl_data(c, &len);
+    if (len == 0)
+        return;
+    struct resp_request r;
+    switch (resp_parse(p, len, &r)) {
+    case RESP_NEED_MORE:
+        return;
+    case RESP_ERR:
+        resp_error(c, "Protocol error: ", r.error, strlen(r.error), "");
+        evl_close(c);
+        return;
+    case RESP_OK:
+        break;
+    }
+    switch (resp_command(&r)) {
+    case RESP_CMD_EMPTY:
+        break;
+    case RESP_CMD_PING:
+        if (r.argc == 1)
+            (void)evl_write(c, "+PONG\r\n", 7);
+        else if (r.argc == 2)
+            resp_bulk(c, r.argv[1], r.argl[1]);
+        else
+            resp_error(c, "wrong number of arguments for '", "ping", 4, "' command");
+        break;
+    case RESP_CMD_ECHO:
+        if (r.argc == 2)
+            resp_bulk(c, r.argv[1], r.argl[1]);
+        else
+            resp_error(c, "wrong number of arguments for '", "echo", 4, "' command");
+        break;
+    case RESP_CMD_UNKNOWN: /* redis-benchmark asks CONFIG GET first: an error, not a close */
+        resp_error(c, "unknown command '", r.argv[0], r.argl[0], "'");
+        break;
+    }
+    evl_consume(c, r.consumed); /* after the reply: argv points into the input */
+}
+
+/* ---- http ----------------------------------------------------------------- */
+
+#define HTTP_BODY "hello, world\n" /* bench/run.sh gives nginx the same body */
+
+static void http_error(evl_conn *c, int code)
+{
+    const char *reason = http_reason(code);
+    char head[256];
+    int k = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "%sConnection: close\r\n\r\n%s\n",
+                     code, reason, strlen(reason) + 1, code == 405 ? "Allow: GET\r\n" : "", reason);
+    (void)evl_write(c, head, (size_t)k);
+    evl_close(c);
+}
+
+/* What a response says about the connection: HTTP/1.1 keeps it by default,
+ * HTTP/1.0 only when asked, and then says so. */
+static const char *conn_header(const struct http_request *r)
+{
+    if (!r->keep_alive)
+        return "Connection: close\r\n";
+    return r->minor == 0 ? "Connection: keep-alive\r\n" : "";
+}
+
+void on_read_http(evl_conn *c)
+{
+    struct sconn *sc = evl_udata(c);
+    if (sc->dead || sc->blast_left > 0)
+        return; /* later requests wait for the streamed body's last byte */
+    size_t len;
+    const char *p = evl_data(c, &len);
+    if (len == 0)
+        return;
+    struct http_request r;
+    switch (http_parse(p, len, &r)) {
+    case HTTP_NEED_MORE:
+        return;
+    case HTTP_ERR:
+        http_error(c, r.code);
+        return;
+    case HTTP_OK:
+        break;
+    }
+    uint64_t n = 0;
+    int bytes = http_bytes_target(&r, &n);
+    evl_consume(c, r.consumed);
+    if (bytes < 0) {
+        http_error(c, 400);
+        return;
+    }
+    char head[256];
+    if (bytes == 0) {
+        int k = snprintf(head, sizeof head,
+                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                         "%s\r\n" HTTP_BODY,
+                         sizeof HTTP_BODY - 1, conn_header(&r));
+        if (evl_write(c, head, (size_t)k) == 0 && !r.keep_alive)
+            evl_close(c);
+        return;
+    }
+    int k = snprintf(head, sizeof head,
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                     "Content-Length: %" PRIu64 "\r\n%s\r\n",
+                     n, conn_header(&r));
+    if (evl_write(c, head, (size_t)k) < 0)
+        return;
+    /* The body is BLAST's pattern with seed 0, streamed the same way. */
+    sc->close_after_blast = !r.keep_alive;
+    blast_start(evl_loop_udata(evl_loop_of(c)), sc, n, 0);
+}
