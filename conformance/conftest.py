@@ -11,12 +11,13 @@ Fixtures
         Starts a server with flags (plus "--port 0" unless the flags name a
         --port, --listen or --unix), waits for its LISTENING line and returns
         a Server, which unpacks as (port, pid, process) and offers
-        connect(), stats(), cpu_seconds(), send_signal(), stop(). At teardown every
-        server that listened gets SIGTERM by its PID and must exit with code
-        server.expect_exit (0 unless a test says otherwise) within 15 s; one
-        that does not is killed, and the test errors. Servers started with
-        expect_listen=False (bad flags...) are the test's to check; they are
-        killed at teardown if still running.
+        connect(), stats(), cpu_seconds(), send_signal(), stop(), wait().
+        At teardown every server that listened gets SIGTERM by its PID and
+        must exit with code server.expect_exit (0 unless a test says
+        otherwise) within 15 s; one that does not is killed, and the test
+        errors. A server the test already stopped or waited for (stop(),
+        wait()), or started with expect_listen=False (bad flags...), is the
+        test's to check: it is only killed at teardown if still running.
     server
         start_server() with no flags.
 
@@ -44,10 +45,10 @@ def start_server():
     problems = []
     for srv in started:
         listened = srv.port is not None or srv.path is not None
-        if not listened:
+        if not listened or srv.waited:
             srv.close()
             continue
-        rc = srv.returncode if srv.returncode is not None else srv.stop()
+        rc = srv.stop()
         if rc != srv.expect_exit:
             what = "did not exit after SIGTERM (killed)" if rc is None else f"exited with {rc}"
             problems.append(f"server {srv.flags} {what}, want {srv.expect_exit}; "

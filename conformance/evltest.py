@@ -236,6 +236,7 @@ class Server:
         self.proc = None
         self.pid = None
         self.returncode = None
+        self.waited = False    # the test stopped or waited for it itself
         self._stderr = tempfile.TemporaryFile()
 
     def __iter__(self):
@@ -305,6 +306,7 @@ class Server:
 
     def wait(self, timeout=STOP_TIMEOUT):
         """Exit code, or None after killing a process that did not exit."""
+        self.waited = True
         try:
             self.returncode = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
