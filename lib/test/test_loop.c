@@ -429,8 +429,8 @@ static void test_listen_unix(void **state)
     char dir[] = "/tmp/evl-unit-XXXXXX";
     assert_non_null(mkdtemp(dir));
     char path[sizeof dir + 16], file[sizeof dir + 16];
-    snprintf(path, sizeof path, "%s/sock", dir);
-    snprintf(file, sizeof file, "%s/file", dir);
+    (void)snprintf(path, sizeof path, "%s/sock", dir);
+    (void)snprintf(file, sizeof file, "%s/file", dir);
 
     tu_state *s = tu_new(NULL, TU_LINE_ECHO);
     int lfd = evl_listen_unix(path);
@@ -441,7 +441,7 @@ static void test_listen_unix(void **state)
     assert_true(cl >= 0);
     tu_track_fd(cl);
     struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    (void)snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
     assert_int_equal(connect(cl, (struct sockaddr *)&a, sizeof a), 0);
     tu_set_nonblock(cl);
     tu_peer_sends(cl, "over unix\n");

@@ -91,6 +91,20 @@ static void expect_child_ok(pid_t pid, int max_ms, const char *what)
         TU_FAIL("child exited with %d: %s", code, why);
 }
 
+/* Fails with the child's own explanation if it has exited already. */
+static void expect_child_running(pid_t pid, const char *after)
+{
+    int status;
+    pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == 0)
+        return;
+    live_child = -1;
+    if (w == pid && WIFEXITED(status))
+        TU_FAIL("the server exited (code %d%s) after %s", WEXITSTATUS(status),
+                WEXITSTATUS(status) == 10 ? ": evl_run returned -1" : "", after);
+    TU_FAIL("the server died after %s", after);
+}
+
 /* Blocking-style read of exactly n bytes from a non-blocking fd, bounded. */
 static size_t read_exact(int fd, void *buf, size_t n, int max_ms)
 {
@@ -229,7 +243,7 @@ static int serve_until_stopped(int fd)
     sigprocmask(SIG_SETMASK, NULL, &after);
     evl_free(l);
     if (rc != 0) {
-        fprintf(stderr, "child: evl_run returned %d: %s\n", rc, strerror(err));
+        (void)fprintf(stderr, "child: evl_run returned %d: %s\n", rc, strerror(err));
         return 10;
     }
     if (child_closes != 1)
@@ -269,8 +283,9 @@ static void test_fault2_signal_without_sa_restart_does_not_stop_run(void **state
         usleep(30 * 1000);
         assert_int_equal(kill(pid, sigs[i % 4]), 0);
         usleep(30 * 1000);
+        expect_child_running(pid, strsignal(sigs[i % 4]));
         char msg[32];
-        snprintf(msg, sizeof msg, "ping %d\n", i);
+        (void)snprintf(msg, sizeof msg, "ping %d\n", i);
         tu_peer_sends(peer, msg);
         /* still serving after the signal */
         expect_from_child(peer, msg, 3000);

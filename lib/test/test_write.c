@@ -303,7 +303,7 @@ static void big_or_ping(tu_state *s, tu_rec *r)
         return;
     size_t n = (size_t)(nl - p) + 1;
     if (n == 4 && memcmp(p, "BIG", 3) == 0) {
-        size_t big = (size_t)s->user;
+        size_t big = s->size;
         char *q = malloc(big);
         TU_CB_CHECK(s, q != NULL);
         if (q) {
@@ -326,7 +326,7 @@ static void test_wbuf_high_pauses_reading_and_low_resumes_with_on_drain(void **s
     o.wbuf_high = 64 << 10;
     tu_state *s = tu_new(&o, TU_LINE);
     s->read_hook = big_or_ping;
-    s->user = (void *)(size_t)BIG;
+    s->size = BIG;
     tu_rec *r = tu_pair(s);
     tu_set_sndbuf(r->fd, 8192); /* so the kernel does not absorb BIG */
     /* BIG leaves far more than wbuf_high pending (the peer does not read),
@@ -360,7 +360,7 @@ static void test_wbuf_high_pauses_reading_and_low_resumes_with_on_drain(void **s
 static void produce(tu_state *s, tu_rec *r)
 {
     enum { CHUNK = 8192 };
-    size_t total = (size_t)s->user;
+    size_t total = s->size;
     const evl_options *o = evl_get_options(s->l);
     char chunk[CHUNK];
     while ((size_t)r->user < total && evl_pending(r->c) <= o->wbuf_low) {
@@ -390,7 +390,7 @@ static void test_on_drain_streams_with_bounded_buffer(void **state)
     tu_state *s = tu_new(&o, TU_HOLD);
     s->read_hook = start_stream;
     s->drain_hook = produce;
-    s->user = (void *)(size_t)TOTAL;
+    s->size = TOTAL;
     tu_rec *r = tu_pair(s);
     tu_peer_sends(r->peer, "go");
     expect_pattern(s, r->peer, TOTAL, 0, 8);
@@ -491,16 +491,28 @@ static void test_fault8_drain_to_gone_peer_no_sigpipe(void **state)
     tu_state *s = tu_new(NULL, TU_HOLD);
     tu_rec *u = tu_pair(s);
     tu_rec *t = tu_tcp(s);
-    /* output pending on both, then the peers go: the queued bytes meet the
-     * dead socket in the EPOLLOUT path, not in evl_write */
+    tu_rec *h = tu_pair(s);
+    /* output pending on all three, then the peers go: the queued bytes meet
+     * the dead socket in the EPOLLOUT path, not in evl_write */
     write_pattern(u->c, 1 << 20, 0, 1);
     write_pattern(t->c, 8 << 20, 0, 1);
+    write_pattern(h->c, 1 << 20, 0, 1);
     assert_true(evl_pending(u->c) > 0);
     assert_true(evl_pending(t->c) > 0);
+    assert_true(evl_pending(h->c) > 0);
+    /* gone entirely: the loop may learn it from a read (EOF, ECONNRESET)
+     * before it tries to send */
     tu_close_fd(u->peer);
     tu_set_linger0(t->peer);
     tu_close_fd(t->peer);
-    TU_RUN_UNTIL(s, u->closes == 1 && t->closes == 1, 3000);
+    /* gone for reading only: no EOF and no error to read, so the only way to
+     * learn it is the next send, which fails with EPIPE (and SIGPIPE unless
+     * MSG_NOSIGNAL); the peer empties its queue so the socket turns writable */
+    assert_int_equal(shutdown(h->peer, SHUT_RD), 0);
+    tu_dbuf junk = {0};
+    tu_peer_drain(h->peer, &junk);
+    tu_dbuf_free(&junk);
+    TU_RUN_UNTIL(s, u->closes == 1 && t->closes == 1 && h->closes == 1, 3000);
     assert_int_equal(tu_stats(s).wbuf_bytes, 0);
     tu_finish(s);
 }

@@ -25,7 +25,7 @@ static int tu_nfds;
 static void *tu_blocks[256];
 static int tu_nblocks;
 
-static void tu_block_forget(void *p)
+static void tu_block_forget(const void *p)
 {
     for (int i = 0; i < tu_nblocks; i++) {
         if (tu_blocks[i] == p) {
@@ -73,7 +73,11 @@ _Noreturn void tu_fail_at(const char *file, int line, const char *fmt, ...)
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* ap is started just above: the analyzer loses track of va_start when
+     * it has already analysed other files in the same run (a false positive
+     * seen only with several files on one clang-tidy command line). */
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized)
+    (void)vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     /* cmocka's own failure path: the message goes into the XML report */
     _assert_true(0, msg, file, line);
@@ -83,7 +87,7 @@ _Noreturn void tu_fail_at(const char *file, int line, const char *fmt, ...)
 void tu_cb_fail(tu_state *s, const char *file, int line, const char *what)
 {
     if (s->err[0] == '\0')
-        snprintf(s->err, sizeof s->err, "%s:%d: check failed in a callback: %s", file, line, what);
+        (void)snprintf(s->err, sizeof s->err, "%s:%d: check failed in a callback: %s", file, line, what);
 }
 
 void tu_init_process(void)
@@ -96,8 +100,12 @@ void tu_init_process(void)
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     sigprocmask(SIG_UNBLOCK, &set, NULL);
+    /* TU_FILTER=pattern (cmocka's * and ?) runs only the tests it names */
+    const char *filter = getenv("TU_FILTER");
+    if (filter && *filter)
+        cmocka_set_test_filter(filter);
     /* Unbuffered, so the order of our notes and cmocka's is kept. */
-    setvbuf(stdout, NULL, _IONBF, 0);
+    (void)setvbuf(stdout, NULL, _IONBF, 0);
 }
 
 int tu_setup(void **state)
@@ -596,7 +604,7 @@ void tu_peer_expect(tu_state *s, int fd, const char *str, int max_ms)
     size_t n = strlen(str);
     int err;
     bool end = tu_peer_collect(s, fd, &got, n, max_ms, &err);
-    if (got.len != n || memcmp(got.p, str, n) != 0) {
+    if (got.len != n || (n > 0 && memcmp(got.p, str, n) != 0)) {
         TU_FAIL("peer expected \"%s\", got %zu bytes \"%.*s\"%s%s", str, got.len, (int)got.len,
                  got.p ? got.p : "", end ? " then the end: " : "", end ? strerror(err) : "");
     }

@@ -97,6 +97,7 @@ struct tu_state {
     void (*tick_hook)(tu_state *s);
     void (*fd_hook)(tu_state *s, int fd);
     void *user;        /* free for the test */
+    size_t size;       /* free for the test (a size its hooks use) */
     char err[512];     /* first check that failed inside a callback */
 };
 
@@ -115,8 +116,9 @@ void tu_cb_fail(tu_state *s, const char *file, int line, const char *what);
     } while (0)
 
 /* Process set-up, first thing in main(): SIGPIPE back to its default action
- * and unblocked. The write tests prove that the library never raises it, so
- * the test process must be one that a SIGPIPE would kill. */
+ * and unblocked (the write tests prove that the library never raises it, so
+ * the test process must be one that a SIGPIPE would kill), and TU_FILTER:
+ * `TU_FILTER='*fault8*' build/asan/test/test_write` runs only those tests. */
 void tu_init_process(void);
 
 /* cmocka fixtures: a watchdog alarm, and cleanup of whatever a failed test

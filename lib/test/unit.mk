@@ -7,6 +7,7 @@
 #   make unit            every ASan program, JUnit in build/reports/unit-*.xml
 #   make unit-valgrind   every release program under valgrind (memcheck)
 #   make unit-build      build both, run nothing
+#   TU_FILTER='*fault4*' build/asan/test/test_read    one program, some tests
 
 UNIT_SRCS   := $(sort $(wildcard lib/test/test_*.c))
 UNIT_NAMES  := $(UNIT_SRCS:lib/test/%.c=%)
