@@ -218,6 +218,38 @@ def test_pipelined_and_half_close(server):
     assert data == b"PONG\n" * 500 + b"last\n", "partial line at EOF is dropped"
 
 
+def test_blast_to_a_fast_reader_shares_the_loop(server):
+    # A reader that keeps up keeps pending under wbuf_low, so on_drain never
+    # paces the BLAST: it must still yield (write_quantum per call) so that
+    # other connections are served while it streams.
+    fast, probe = ready(server, 2)
+    n = 512 << 20
+    got = []
+
+    def reader():
+        have = 0
+        while have < n:
+            data = fast.sock.recv(4 << 20)
+            if not data:
+                break
+            have += len(data)
+        got.append(have)
+
+    fast.send(f"BLAST {n} 1\n")
+    t = threading.Thread(target=reader)
+    t.start()
+    worst, pings = 0.0, 0
+    while not got:
+        t0 = time.monotonic()
+        assert probe.cmd("PING") == "PONG"
+        worst = max(worst, time.monotonic() - t0)
+        pings += 1
+    t.join()
+    assert got == [n]
+    assert worst < 0.25, f"a PING waited {worst * 1000:.0f} ms behind the BLAST ({pings} PINGs)"
+    assert server.stats()["blast_yields"] > 0
+
+
 def test_blast_to_a_half_closed_peer(start_server):
     # EOF after the request: the stream still completes, the command behind
     # it is still served, then the server closes.

@@ -52,6 +52,8 @@ struct srv_counters {
     uint64_t outbox_bytes;   /* MSG bytes held behind running BLASTs, now */
     uint64_t fifo_lines;     /* lines read from the FIFO */
     uint64_t fifo_reopens;   /* FIFO reopened after its last writer left */
+    uint64_t blast_yields;   /* BLAST calls that spent write_quantum and handed
+                                the pacing back to on_drain */
 };
 
 struct srv {
@@ -59,7 +61,8 @@ struct srv {
     evl_loop *loop;
     struct sconn *conns;     /* list head */
     struct srv_counters n;
-    uint8_t *chunk;          /* BLAST scratch, BLAST_CHUNK bytes */
+    uint8_t *chunk;          /* BLAST scratch, chunk_cap >= BLAST_CHUNK bytes */
+    size_t chunk_cap;
     int fifo_fd;             /* -1 when none */
     bool fifo_created;       /* we made the FIFO node: remove it at exit */
     bool fifo_skip;          /* discarding a too-long FIFO line */
