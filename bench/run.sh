@@ -44,7 +44,7 @@ want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 # ---- sizes: the full run stays under 10 minutes, --quick near one ----------
 if [ "$QUICK" = 1 ]; then
-  REPS=${REPS:-1}; DUR=0.5; WARM=0.2; IDLE_CONNS=1000; CG_MSGS=2000
+  REPS=${REPS:-1}; DUR=1; WARM=0.2; IDLE_CONNS=1000; CG_MSGS=2000
   RB_N1=20000; RB_N16=200000; WRK_DUR=1
 else
   REPS=${REPS:-3}; DUR=2; WARM=0.5; IDLE_CONNS=5000; CG_MSGS=20000
