@@ -1,0 +1,922 @@
+/*
+ * fuzz_loop: whole-loop scenarios on socketpairs adopted into a loop.
+ *
+ * The input is a script. Its first bytes choose the options (small buffers
+ * and watermarks, so short writes, pauses and overflows happen; maybe a
+ * listening unix socket with max_conns); then each step is a peer action
+ * (send, read, shutdown SHUT_WR, close: a close with replies unread is a
+ * reset on a unix socket, connect to the listener), a handler action taken
+ * from outside any callback, a new socketpair, a pipe event, followed by
+ * evl_run_once(l, 0). on_accept keeps or refuses from the input. Inside the loop the callbacks read their choices from
+ * the same input: how much on_read consumes, and then write n bytes,
+ * writev, evl_close, evl_abort (this or another connection), evl_wake,
+ * add/remove/replace an extra fd (a pipe), adopt another pair. When the
+ * script ends, the peers read everything, the handler consumes everything,
+ * and the loop runs until it settles; then, with close_timeout_ms 0, maybe
+ * evl_stop + evl_run (the graceful stop); then evl_free.
+ *
+ * Every byte in either direction is a position-dependent pattern
+ * (fz_pat), so the checks need no copies. What is checked (see the
+ * FZ_CHECK messages) is the library's contract in evloop.h: each stream
+ * arrives intact and in order; bytes the peer reads are a prefix of what
+ * evl_write accepted, and all of it while the peer keeps reading; on_close
+ * exactly once, with a cause, and nothing after it; the counters; the
+ * watermarks and caps; re-dispatch of pipelined input; EOF delivers input
+ * and flushes replies; no stale event reaches an extra fd; no fd and no
+ * byte of memory left behind (ASan's leak check).
+ * SIGPIPE is left at its default: a send without MSG_NOSIGNAL kills us.
+ */
+#include "evloop.h"
+#include "fuzz_common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CONNS  6
+#define MAX_PIPES  2
+#define MAX_STEPS  64
+#define MAX_IO     ((size_t)16 << 10) /* bytes per send, write or read action */
+#define MAX_OUT    ((uint64_t)64 << 10) /* bytes the handler writes per connection */
+#define MAX_IN     ((uint64_t)64 << 10) /* bytes the peer sends per connection */
+#define MAX_ROUNDS 2000 /* settle: >= 256 bytes a run each way (see peer_send, quantum) */
+#define LONG_MS    60000              /* a timeout that never fires in one input */
+
+typedef struct conn_st {
+    int peer;                 /* our end; -1 once closed */
+    int fd;                   /* the loop's end */
+    evl_conn *c;              /* NULL once on_close ran */
+    uint32_t in_stream, out_stream;
+    uint64_t sent;            /* bytes the peer sent */
+    uint64_t seen;            /* bytes the handler consumed */
+    uint64_t shown;           /* end of the input shown by the last on_read */
+    uint64_t accepted;        /* bytes evl_write accepted */
+    uint64_t limit;           /* accepted + a failed write that may be half out */
+    uint64_t got;             /* bytes the peer read */
+    int closes;               /* on_close calls */
+    bool queued;              /* connected to the listener, not yet accepted */
+    bool refused;             /* refused: by on_accept or by max_conns */
+    bool peer_shut, peer_closed, peer_eof;
+    bool h_closed;            /* the handler called evl_close */
+    bool write_failed;        /* a write failed: later ones fail with EPIPE */
+    bool ended;               /* certainly aborted: on_close by the run's end */
+    bool overflow_maybe;      /* overflow close possible, not certain (below) */
+    bool known_loss;          /* output lost to a known bug (FUZZ_KNOWN) */
+    bool drain_due;           /* pending went above wbuf_low: on_drain owed */
+    bool read_due;            /* input left after a consume, or evl_wake: */
+    uint64_t read_due_by;     /*   on_read owed by the end of this run */
+    uint64_t reads;
+} conn_st;
+
+typedef struct pipe_st {
+    int r, w;
+    bool on;
+} pipe_st;
+
+static struct fuzz_state {
+    fz_in in;
+    evl_loop *l;
+    evl_options o;
+    conn_st cs[MAX_CONNS];
+    int nconns;
+    pipe_st ps[MAX_PIPES];
+    uint64_t runs;            /* evl_run_once calls completed */
+    bool in_run, final, freeing;
+    uint64_t entered, closed, overflows, overflows_maybe, callbacks;
+    int lfd;                  /* listening socket, or -1 */
+    int queue[MAX_CONNS];     /* connected, not accepted: accept order */
+    int qhead, qlen;
+    uint64_t refusals;        /* on_accept said no, or max_conns */
+    bool stop_at_end;         /* evl_stop + evl_run after settling */
+    bool stopping;            /*   ...and it is running */
+    struct sockaddr_un laddr; /* the listener's (abstract) address */
+    socklen_t laddr_len;
+    uint8_t wbuf[MAX_IO], rbuf[MAX_IO];
+} S;
+
+static int idx(const conn_st *s) { return (int)(s - S.cs); }
+
+/* Output may be lost only when the peer stopped reading or the handler or
+ * the library ended the connection on purpose. */
+static bool loss_allowed(const conn_st *s)
+{
+    return s->ended || s->write_failed || s->overflow_maybe || s->peer_closed || S.freeing || s->known_loss ||
+           s->refused || S.stopping ||
+           (s->h_closed && S.o.close_timeout_ms == 0);
+}
+
+/* The handler's own choices: from the input while the script runs. */
+static bool scripted(void) { return !S.final && S.in.n > 0; }
+
+static conn_st *pick(uint8_t b) { return S.nconns ? &S.cs[b % S.nconns] : NULL; }
+
+static conn_st *st_of(const evl_conn *c, const char *who)
+{
+    conn_st *s = evl_udata(c);
+    FZ_CHECK(s >= S.cs && s < S.cs + S.nconns, "%s: connection with unknown udata", who);
+    FZ_CHECK(s->c == c && s->closes == 0, "%s: called for conn %d after its on_close", who, idx(s));
+    S.callbacks++;
+    return s;
+}
+
+/* on_read is owed by the end of the next full run: a run started after
+ * now (a run in progress may already have served this connection). */
+static void owe_read(conn_st *s)
+{
+    s->read_due = true;
+    s->read_due_by = S.runs + (S.in_run ? 2 : 1);
+}
+
+/* ---- handler actions ---------------------------------------------------- */
+
+static void do_write(conn_st *s, size_t n, bool vec)
+{
+    if (!s || !s->c)
+        return;
+    if (n > MAX_OUT - s->accepted)
+        n = (size_t)(MAX_OUT - s->accepted);
+    fz_fill(S.wbuf, n, s->out_stream, s->accepted);
+    size_t before = evl_pending(s->c);
+    fz_trace("  conn %d: %s %zu bytes (pending %zu)", idx(s), vec ? "writev" : "write", n, before);
+    bool dead = s->h_closed || s->ended || s->write_failed;
+    errno = 0;
+    int r;
+    if (vec) {
+        struct iovec v[3] = {{S.wbuf, n / 3}, {S.wbuf + n / 3, n / 3}, {S.wbuf + 2 * (n / 3), n - 2 * (n / 3)}};
+        r = evl_writev(s->c, v, 3);
+    } else {
+        r = evl_write(s->c, S.wbuf, n);
+    }
+    int e = errno;
+    fz_trace("    -> %d errno %d, pending %zu", r, r ? e : 0, r ? 0 : evl_pending(s->c));
+    if (dead) {
+        FZ_CHECK(r == -1 && e == EPIPE, "conn %d: write after close/abort: %d errno %d", idx(s), r, e);
+        return;
+    }
+    if (r == 0) {
+        s->accepted += n;
+        s->limit = s->accepted;
+        size_t p = evl_pending(s->c);
+        FZ_CHECK(p <= before + n, "conn %d: pending grew by more than the write", idx(s));
+        FZ_CHECK(!S.o.wbuf_max || (p <= S.o.wbuf_max && (before == 0 || before + n <= S.o.wbuf_max)),
+                 "conn %d: write accepted past wbuf_max %zu (pending %zu + %zu)", idx(s),
+                 S.o.wbuf_max, before, n);
+        if (p > S.o.wbuf_low)
+            s->drain_due = true;
+        return;
+    }
+    FZ_CHECK(r == -1, "evl_write returned %d", r);
+    if (e == EVL_EOVERFLOW) {
+        FZ_CHECK(S.o.wbuf_max && before + n > S.o.wbuf_max,
+                 "conn %d: EVL_EOVERFLOW with %zu pending + %zu <= wbuf_max %zu", idx(s), before, n,
+                 S.o.wbuf_max);
+        S.overflows++;
+        s->ended = true;
+    } else {
+        /* Either the send failed (the connection is aborted) or an earlier
+         * error was seen (it lives on to deliver its input): not ended. */
+        /* A unix socket refuses writes only when its peer is gone. */
+        FZ_CHECK((e == EPIPE || e == ECONNRESET) && s->peer_closed,
+                 "conn %d: evl_write failed, errno %d, with the peer open", idx(s), e);
+    }
+    s->write_failed = true;
+    s->limit = s->accepted + n; /* a direct send may have taken a part of it */
+}
+
+static void do_close(conn_st *s)
+{
+    if (s && s->c) {
+        fz_trace("  conn %d: evl_close", idx(s));
+        evl_close(s->c);
+        s->h_closed = true;
+    }
+}
+
+static void do_abort(conn_st *s)
+{
+    if (s && s->c) {
+        fz_trace("  conn %d: evl_abort", idx(s));
+        evl_abort(s->c);
+        s->ended = true;
+    }
+}
+
+static void do_wake(conn_st *s)
+{
+    if (!s || !s->c)
+        return;
+    evl_wake(s->c);
+    size_t len;
+    (void)evl_data(s->c, &len);
+    fz_trace("  conn %d: evl_wake (%zu bytes of input)", idx(s), len);
+    if (len > 0 && !s->h_closed && !s->ended)
+        owe_read(s);
+}
+
+/* Socket buffers from 4 KiB up: small ones make the kernel refuse writes
+ * early, so the buffered paths and EAGAIN are the common case. */
+static void set_bufs(int fd, unsigned k)
+{
+    if (k == 0)
+        return;
+    int v = (int)(1024 * k * k);
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof v);
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, sizeof v);
+}
+
+static void adopt_pair(void)
+{
+    if (S.nconns >= MAX_CONNS)
+        return;
+    int sv[2];
+    FZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0,
+             "socketpair failed");
+    uint8_t b = fz_u8(&S.in);
+    set_bufs(sv[0], b & 15u);
+    set_bufs(sv[1], b >> 4);
+    conn_st *s = &S.cs[S.nconns++];
+    *s = (conn_st){.peer = sv[0], .fd = sv[1]};
+    s->in_stream = 2u * (uint32_t)idx(s) + 1;
+    s->out_stream = 2u * (uint32_t)idx(s) + 2;
+    evl_conn *c = evl_adopt(S.l, sv[1]);
+    FZ_CHECK(c != NULL, "evl_adopt failed: errno %d", errno);
+    evl_set_udata(c, s);
+    s->c = c;
+    S.entered++;
+    fz_trace("  conn %d: adopted fd %d (peer fd %d, bufs %u %u)", idx(s), sv[1], sv[0], b & 15u, b >> 4);
+    FZ_CHECK(evl_conn_of(S.l, sv[1]) == c && evl_fd(c) == sv[1] && evl_loop_of(c) == S.l &&
+                 evl_udata(c) == s && evl_pending(c) == 0,
+             "a new connection's accessors disagree");
+    FZ_CHECK(evl_adopt(S.l, sv[1]) == NULL && errno == EEXIST, "adopting an fd twice did not fail EEXIST");
+    FZ_CHECK(evl_remove_fd(S.l, sv[1]) == -1 && errno == ENOENT,
+             "evl_remove_fd on a connection's fd did not fail ENOENT");
+}
+
+static void add_pipe(void)
+{
+    for (int i = 0; i < MAX_PIPES; i++) {
+        pipe_st *p = &S.ps[i];
+        if (p->on)
+            continue;
+        int fds[2];
+        FZ_CHECK(pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0, "pipe2 failed");
+        *p = (pipe_st){.r = fds[0], .w = fds[1], .on = true};
+        FZ_CHECK(evl_add_fd(S.l, p->r) == 0, "evl_add_fd failed: errno %d", errno);
+        fz_trace("  pipe %d: added, fds %d %d", i, p->r, p->w);
+        FZ_CHECK(evl_add_fd(S.l, p->r) == -1 && errno == EEXIST, "evl_add_fd twice did not fail EEXIST");
+        return;
+    }
+}
+
+static void drop_pipe(pipe_st *p)
+{
+    if (!p->on)
+        return;
+    FZ_CHECK(evl_remove_fd(S.l, p->r) == 0, "evl_remove_fd failed: errno %d", errno);
+    FZ_CHECK(evl_remove_fd(S.l, p->r) == -1 && errno == ENOENT, "evl_remove_fd twice did not fail ENOENT");
+    fz_trace("  pipe %d: removed", (int)(p - S.ps));
+    (void)close(p->r);
+    if (p->w >= 0)
+        (void)close(p->w);
+    p->on = false;
+}
+
+/* One choice of the handler's, from inside a callback or (self == NULL and
+ * top == true) from outside the loop. */
+static void act(conn_st *self, uint8_t b)
+{
+    conn_st *t = self ? self : pick(fz_u8(&S.in));
+    switch (b % 16) {
+    case 4: case 5: do_write(t, fz_size(&S.in, MAX_IO), false); break;
+    case 6: do_write(t, fz_size(&S.in, MAX_IO), true); break;
+    case 7: do_close(t); break;
+    case 8: do_abort(t); break;
+    case 9: do_wake(pick(fz_u8(&S.in))); break;
+    case 10: do_abort(pick(fz_u8(&S.in))); break;
+    case 11: add_pipe(); break;
+    case 12: /* drop, and maybe at once make another: same fd numbers, and an
+              * event of the old pipe may still be in this batch */
+        drop_pipe(&S.ps[(b >> 4) % MAX_PIPES]);
+        if (b & 0x40)
+            add_pipe();
+        break;
+    case 13: adopt_pair(); break;
+    case 14: /* the last reply, then a graceful close */
+        do_write(t, fz_size(&S.in, MAX_IO), false);
+        do_close(t);
+        break;
+    case 15: do_close(pick(fz_u8(&S.in))); break;
+    default: break; /* 0-3: nothing, the common case */
+    }
+}
+
+/* ---- callbacks ---------------------------------------------------------- */
+
+static void on_read(evl_conn *c)
+{
+    conn_st *s = st_of(c, "on_read");
+    FZ_CHECK(!s->h_closed && !s->ended, "on_read for conn %d after evl_close/evl_abort", idx(s));
+    /* Paused at wbuf_high, resumed at wbuf_low: with low == high, pending
+     * == high is "drained" too (the library resumes; evloop.h allows both). */
+    FZ_CHECK(evl_pending(c) < S.o.wbuf_high || evl_pending(c) <= S.o.wbuf_low,
+             "on_read for conn %d with %zu pending >= wbuf_high %zu", idx(s), evl_pending(c), S.o.wbuf_high);
+    size_t len;
+    const uint8_t *d = (const uint8_t *)evl_data(c, &len);
+    FZ_CHECK(d && len > 0, "on_read for conn %d with no input", idx(s));
+    FZ_CHECK(len <= S.o.rbuf_max, "conn %d: %zu bytes of input > rbuf_max %zu", idx(s), len, S.o.rbuf_max);
+    FZ_CHECK(s->seen + len <= s->sent, "conn %d: %zu bytes shown, the peer sent %llu of which %llu consumed",
+             idx(s), len, (unsigned long long)s->sent, (unsigned long long)s->seen);
+    size_t bad = fz_mismatch(d, len, s->in_stream, s->seen);
+    FZ_CHECK(bad == len, "conn %d: input byte %llu is not what the peer sent", idx(s),
+             (unsigned long long)(s->seen + bad));
+    fz_trace(" on_read conn %d: %zu bytes at %llu", idx(s), len, (unsigned long long)s->seen);
+    s->shown = s->seen + len;
+    s->reads++;
+    s->read_due = false;
+
+    uint8_t b = scripted() ? fz_u8(&S.in) : 1;
+    size_t k;
+    switch (b & 3) {
+    case 0: k = 0; break;
+    case 1: k = len; break;
+    default: k = fz_u16(&S.in) % (len + 1); break;
+    }
+    /* "n larger than the input drops all": sometimes ask for more */
+    fz_trace("  consume %zu", k);
+    evl_consume(c, k == len ? len + (b >> 4) : k);
+    s->seen += k;
+    size_t rest;
+    d = (const uint8_t *)evl_data(c, &rest);
+    FZ_CHECK(rest == len - k, "conn %d: consume %zu of %zu left %zu", idx(s), k, len, rest);
+    FZ_CHECK(rest == 0 || fz_mismatch(d, rest, s->in_stream, s->seen) == rest,
+             "conn %d: input after consume is not the rest of the stream", idx(s));
+
+    if (scripted())
+        act(s, fz_u8(&S.in));
+    if (s->h_closed || s->ended)
+        return;
+    if (k == 0 && len >= S.o.rbuf_max) {
+        /* Nothing consumed from a full buffer: an overflow close, unless a
+         * write failed in this call and the failing send aborted it. */
+        fz_trace("  conn %d: full and nothing consumed: overflow due", idx(s));
+        s->overflow_maybe = true;
+        if (s->write_failed) {
+            S.overflows_maybe++;
+        } else {
+            s->ended = true;
+            S.overflows++;
+        }
+    } else if (s->write_failed) {
+        /* nothing owed: the connection may be gone */
+    } else if (k > 0 && k < len && evl_pending(c) < S.o.wbuf_high) {
+        owe_read(s); /* pipelined input is never stranded */
+    }
+}
+
+static void on_drain(evl_conn *c)
+{
+    conn_st *s = st_of(c, "on_drain");
+    FZ_CHECK(!s->h_closed && !s->ended, "on_drain for conn %d, which is closing", idx(s));
+    FZ_CHECK(evl_pending(c) <= S.o.wbuf_low, "on_drain for conn %d with %zu pending > wbuf_low %zu",
+             idx(s), evl_pending(c), S.o.wbuf_low);
+    FZ_CHECK(s->drain_due, "on_drain for conn %d, whose pending never went above wbuf_low", idx(s));
+    s->drain_due = false;
+    fz_trace(" on_drain conn %d: pending %zu", idx(s), evl_pending(c));
+    if (scripted())
+        act(s, fz_u8(&S.in)); /* a streaming producer writes its next chunk here */
+}
+
+static void on_close(evl_conn *c)
+{
+    conn_st *s = evl_udata(c);
+    FZ_CHECK(s >= S.cs && s < S.cs + S.nconns, "on_close: connection with unknown udata");
+    FZ_CHECK(s->c == c && s->closes == 0, "on_close for conn %d called twice", idx(s));
+    fz_trace(" on_close conn %d: pending %zu", idx(s), evl_pending(c));
+    s->closes++;
+    S.closed++;
+    S.callbacks++;
+    FZ_CHECK(evl_fd(c) == s->fd && fcntl(s->fd, F_GETFD) >= 0,
+             "on_close for conn %d: its fd is already closed", idx(s));
+    errno = 0;
+    FZ_CHECK(evl_write(c, "x", 1) == -1 && errno == EPIPE, "conn %d: a write in on_close did not fail EPIPE",
+             idx(s));
+    bool handler = s->h_closed || s->ended || s->write_failed || s->overflow_maybe;
+    FZ_CHECK(handler || s->peer_shut || s->peer_closed || S.freeing || S.stopping,
+             "conn %d closed without a cause: no close, abort, error or overflow; the peer is open", idx(s));
+    if (s->h_closed && S.o.close_timeout_ms == LONG_MS && !s->ended && !s->write_failed &&
+        (evl_pending(c) > 0 || !s->peer_shut) && !s->peer_closed && !S.freeing && !S.stopping) {
+        /* A graceful close ends when all is flushed and the peer's EOF is
+         * in, or at its deadline, which is a minute away:
+         * fuzz/regressions/fuzz_loop/close-deadline. */
+        if (fz_known("close-deadline"))
+            s->known_loss = true;
+        else
+            fz_fail("conn %d: evl_close ended with %zu bytes pending, before its flush and the peer's EOF, long before "
+                    "close_timeout_ms (%d ms)", idx(s), evl_pending(c), S.o.close_timeout_ms);
+    }
+    if (!handler && !S.freeing && !S.stopping && !s->peer_closed) {
+        /* Closed after the peer's EOF: all input shown, all replies out. */
+        FZ_CHECK(s->shown == s->sent, "conn %d closed at EOF with input never shown: %llu of %llu bytes",
+                 idx(s), (unsigned long long)s->shown, (unsigned long long)s->sent);
+        FZ_CHECK(evl_pending(c) == 0, "conn %d closed at EOF with %zu bytes unsent", idx(s), evl_pending(c));
+    }
+    s->c = NULL;
+    s->read_due = false;
+    if (scripted() && !S.freeing) { /* an on_close may end others */
+        uint8_t b = fz_u8(&S.in);
+        if (b % 8 == 1)
+            do_abort(pick(b >> 3));
+        else if (b % 8 == 2)
+            do_close(pick(b >> 3));
+    }
+}
+
+static void on_fd(evl_loop *l, int fd)
+{
+    FZ_CHECK(l == S.l && !S.freeing, "on_fd: wrong loop, or after evl_free");
+    pipe_st *p = NULL;
+    for (int i = 0; i < MAX_PIPES; i++)
+        if (S.ps[i].on && S.ps[i].r == fd)
+            p = &S.ps[i];
+    FZ_CHECK(p != NULL, "on_fd for fd %d, which is not a registered extra fd", fd);
+    S.callbacks++;
+    fz_trace(" on_fd %d", fd);
+    /* Level-triggered and only we read it: it must be readable now, or the
+     * event was stale (for a pipe dropped earlier in this batch). */
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    FZ_CHECK(poll(&pf, 1, 0) == 1, "on_fd for fd %d, which is not readable: a stale event", fd);
+    uint8_t tmp[512];
+    ssize_t r;
+    while ((r = read(fd, tmp, sizeof tmp)) > 0)
+        ;
+    if (r == 0) { /* the writer is gone: unregister, or level triggering spins */
+        drop_pipe(p);
+        return;
+    }
+    if (scripted())
+        act(NULL, fz_u8(&S.in)); /* e.g. a broadcast to a connection */
+}
+
+/* Connections are accepted in the order they connected: the queue head is
+ * the one on_accept gets, or the one max_conns refused (no callback). */
+static conn_st *dequeue(void)
+{
+    if (S.qlen == 0)
+        return NULL;
+    conn_st *s = &S.cs[S.queue[S.qhead]];
+    S.qhead = (S.qhead + 1) % MAX_CONNS;
+    S.qlen--;
+    s->queued = false;
+    return s;
+}
+
+static bool on_accept(evl_conn *c)
+{
+    conn_st *s = dequeue();
+    FZ_CHECK(s != NULL, "on_accept with no connection waiting");
+    S.callbacks++;
+    struct evl_stats st;
+    evl_stats(S.l, &st);
+    FZ_CHECK(!S.o.max_conns || st.conns < S.o.max_conns, "on_accept with %llu connections, max_conns %u",
+             (unsigned long long)st.conns, S.o.max_conns);
+    FZ_CHECK(evl_udata(c) == NULL && evl_conn_of(S.l, evl_fd(c)) == c && evl_pending(c) == 0,
+             "a new connection's accessors disagree");
+    s->fd = evl_fd(c);
+    uint8_t b = scripted() ? fz_u8(&S.in) : 0;
+    if (b % 4 == 3) { /* refused: closed at once, and no on_close */
+        fz_trace(" on_accept conn %d: refused", idx(s));
+        s->refused = true;
+        S.refusals++;
+        return false;
+    }
+    fz_trace(" on_accept conn %d: fd %d", idx(s), s->fd);
+    set_bufs(s->fd, b >> 4);
+    evl_set_udata(c, s);
+    s->c = c;
+    S.entered++;
+    return true;
+}
+
+/* After a run: refusals the counter shows and no on_accept saw were
+ * max_conns's, of the oldest waiting connections. */
+static void sync_refusals(void)
+{
+    struct evl_stats st;
+    evl_stats(S.l, &st);
+    conn_st *s;
+    while (st.rejected > S.refusals && (s = dequeue()) != NULL) {
+        fz_trace("  conn %d: refused by max_conns", idx(s));
+        s->refused = true;
+        S.refusals++;
+    }
+}
+
+static void listen_unix(void)
+{
+    static unsigned serial;
+    S.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    FZ_CHECK(S.lfd >= 0, "socket failed");
+    S.laddr.sun_family = AF_UNIX;
+    /* abstract: no file to clean up, and unique per process and input */
+    int n = snprintf(S.laddr.sun_path + 1, sizeof S.laddr.sun_path - 1, "evl-fuzz-%d-%u", (int)getpid(),
+                     serial++);
+    S.laddr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    FZ_CHECK(bind(S.lfd, (struct sockaddr *)&S.laddr, S.laddr_len) == 0 && listen(S.lfd, 2 * MAX_CONNS) == 0,
+             "bind/listen failed: errno %d", errno);
+    FZ_CHECK(evl_add_listener(S.l, S.lfd) == 0, "evl_add_listener failed: errno %d", errno);
+}
+
+static void peer_connect(void)
+{
+    uint8_t b = fz_u8(&S.in);
+    if (S.lfd < 0 || S.nconns >= MAX_CONNS)
+        return;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    FZ_CHECK(fd >= 0, "socket failed");
+    FZ_CHECK(connect(fd, (struct sockaddr *)&S.laddr, S.laddr_len) == 0, "connect failed: errno %d", errno);
+    set_bufs(fd, b & 15u);
+    conn_st *s = &S.cs[S.nconns++];
+    *s = (conn_st){.peer = fd, .fd = -1, .queued = true};
+    s->in_stream = 2u * (uint32_t)idx(s) + 1;
+    s->out_stream = 2u * (uint32_t)idx(s) + 2;
+    S.queue[(S.qhead + S.qlen++) % MAX_CONNS] = idx(s);
+    fz_trace("  conn %d: peer fd %d connects", idx(s), fd);
+}
+
+/* ---- the peer ----------------------------------------------------------- */
+
+static void peer_send(conn_st *s, size_t n)
+{
+    if (!s || s->peer < 0 || s->peer_shut)
+        return;
+    /* on_read sees at most rbuf_max bytes a run: bound the runs settle needs */
+    uint64_t cap = (uint64_t)S.o.rbuf_max * 256 < MAX_IN ? (uint64_t)S.o.rbuf_max * 256 : MAX_IN;
+    if (s->sent >= cap)
+        return;
+    if (n > cap - s->sent)
+        n = (size_t)(cap - s->sent);
+    fz_fill(S.rbuf, n, s->in_stream, s->sent);
+    ssize_t r = send(s->peer, S.rbuf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    fz_trace("  peer %d: send %zu -> %zd", idx(s), n, r);
+    if (r > 0)
+        s->sent += (uint64_t)r;
+    else if (r < 0 && errno != EAGAIN)
+        FZ_CHECK(s->closes == 1 || s->refused, "conn %d: the peer's send failed (errno %d), the loop's end is open",
+                 idx(s), errno);
+}
+
+/* Reads up to n bytes; returns how many. */
+static size_t peer_read(conn_st *s, size_t n)
+{
+    if (!s || s->peer < 0 || n == 0)
+        return 0;
+    if (n > MAX_IO)
+        n = MAX_IO;
+    ssize_t r = recv(s->peer, S.rbuf, n, MSG_DONTWAIT);
+    if (r != -1 || errno != EAGAIN)
+        fz_trace("  peer %d: read %zu -> %zd (got %llu)", idx(s), n, r, (unsigned long long)s->got);
+    if (r > 0) {
+        size_t bad = fz_mismatch(S.rbuf, (size_t)r, s->out_stream, s->got);
+        FZ_CHECK(bad == (size_t)r, "conn %d: the peer read a wrong byte at %llu (lost or reordered output)",
+                 idx(s), (unsigned long long)(s->got + bad));
+        s->got += (uint64_t)r;
+        FZ_CHECK(s->got <= s->limit, "conn %d: the peer read %llu bytes, evl_write accepted %llu", idx(s),
+                 (unsigned long long)s->got, (unsigned long long)s->limit);
+        return (size_t)r;
+    }
+    if (r < 0 && errno == EAGAIN)
+        return 0;
+    /* EOF or reset: the loop's end is closed, or shut down by evl_close. */
+    FZ_CHECK(s->closes == 1 || s->refused || (r == 0 && s->h_closed),
+             "conn %d: the peer got %s while the loop holds the connection open", idx(s),
+             r == 0 ? "EOF" : "an error");
+    if (!loss_allowed(s))
+        FZ_CHECK(r == 0 && s->got == s->accepted, "conn %d: the peer got %s after %llu of %llu accepted bytes",
+                 idx(s), r == 0 ? "EOF" : "a reset", (unsigned long long)s->got,
+                 (unsigned long long)s->accepted);
+    s->peer_eof = true;
+    return 0;
+}
+
+static size_t peer_read_all(conn_st *s)
+{
+    size_t total = 0, r;
+    while (!s->peer_eof && (r = peer_read(s, MAX_IO)) > 0)
+        total += r;
+    return total;
+}
+
+/* ---- running and checking ----------------------------------------------- */
+
+static void check_state(void)
+{
+    struct evl_stats st;
+    evl_stats(S.l, &st);
+    FZ_CHECK(st.accepted == S.entered && st.closed == S.closed && st.conns == st.accepted - st.closed,
+             "stats: accepted %llu closed %llu conns %llu; entered %llu, on_close %llu",
+             (unsigned long long)st.accepted, (unsigned long long)st.closed, (unsigned long long)st.conns,
+             (unsigned long long)S.entered, (unsigned long long)S.closed);
+    FZ_CHECK(st.rejected == S.refusals, "stats: rejected %llu, refused %llu", (unsigned long long)st.rejected,
+             (unsigned long long)S.refusals);
+    FZ_CHECK(st.iterations == S.runs, "stats: iterations %llu after %llu runs",
+             (unsigned long long)st.iterations, (unsigned long long)S.runs);
+    FZ_CHECK(st.overflow_closed >= S.overflows && st.overflow_closed <= S.overflows + S.overflows_maybe,
+             "stats: overflow_closed %llu, expected %llu (+%llu maybe)", (unsigned long long)st.overflow_closed,
+             (unsigned long long)S.overflows, (unsigned long long)S.overflows_maybe);
+    FZ_CHECK(st.idle_closed == 0 && st.emfile == 0 && st.ticks == 0 &&
+                 (st.close_timeouts == 0 || S.o.close_timeout_ms == 0 || fz_known("close-deadline")),
+             "stats: a counter moved that nothing in this scenario can move");
+    uint64_t wsum = 0, rsum = 0;
+    for (int i = 0; i < S.nconns; i++) {
+        conn_st *s = &S.cs[i];
+        if (!s->c)
+            continue;
+        FZ_CHECK(!s->ended, "conn %d was ended, yet after a run it is still open (no on_close)", i);
+        FZ_CHECK(evl_conn_of(S.l, s->fd) == s->c, "evl_conn_of(fd of conn %d) is not conn %d", i, i);
+        size_t p = evl_pending(s->c), len;
+        (void)evl_data(s->c, &len);
+        FZ_CHECK(!S.o.wbuf_max || p <= S.o.wbuf_max, "conn %d: %zu pending > wbuf_max", i, p);
+        FZ_CHECK(len <= S.o.rbuf_max, "conn %d: %zu bytes of input > rbuf_max", i, len);
+        FZ_CHECK(st.wbuf_peak >= p, "stats: wbuf_peak %llu < pending %zu", (unsigned long long)st.wbuf_peak, p);
+        wsum += p;
+        rsum += len;
+        if (s->read_due && !S.in_run && S.runs >= s->read_due_by) {
+            /* Owed and not served: fine only while reading is paused by
+             * wbuf_high, which ends only with pending <= wbuf_low. */
+            FZ_CHECK(s->h_closed || len == 0 || p > S.o.wbuf_low,
+                     "conn %d: %zu bytes of input stranded: no on_read in the run after it was due", i, len);
+            s->read_due = false;
+        }
+    }
+    FZ_CHECK(st.wbuf_bytes == wsum && st.rbuf_bytes == rsum,
+             "stats: wbuf_bytes %llu rbuf_bytes %llu, connections hold %llu and %llu",
+             (unsigned long long)st.wbuf_bytes, (unsigned long long)st.rbuf_bytes, (unsigned long long)wsum,
+             (unsigned long long)rsum);
+}
+
+static int run(void)
+{
+    S.in_run = true;
+    fz_trace("run %llu", (unsigned long long)S.runs + 1);
+    int n = evl_run_once(S.l, 0);
+    S.in_run = false;
+    FZ_CHECK(n >= 0, "evl_run_once failed: errno %d", errno);
+    S.runs++;
+    sync_refusals();
+    check_state();
+    return n;
+}
+
+static void script_step(uint8_t op)
+{
+    switch (op % 11) {
+    case 0: case 1: {
+        conn_st *s = pick(fz_u8(&S.in));
+        peer_send(s, fz_size(&S.in, MAX_IO));
+        break;
+    }
+    case 2: {
+        conn_st *s = pick(fz_u8(&S.in));
+        peer_read(s, fz_size(&S.in, MAX_IO));
+        break;
+    }
+    case 3: {
+        conn_st *s = pick(fz_u8(&S.in));
+        if (s && s->peer >= 0 && !s->peer_shut) {
+            fz_trace("  peer %d: shutdown SHUT_WR", idx(s));
+            (void)shutdown(s->peer, SHUT_WR);
+            s->peer_shut = true;
+        }
+        break;
+    }
+    case 4: {
+        conn_st *s = pick(fz_u8(&S.in));
+        if (s && s->peer >= 0) {
+            fz_trace("  peer %d: close", idx(s));
+            (void)close(s->peer);
+            s->peer = -1;
+            s->peer_closed = true;
+        }
+        break;
+    }
+    case 5: act(NULL, fz_u8(&S.in)); break;
+    case 6: adopt_pair(); break;
+    case 7: {
+        uint8_t b = fz_u8(&S.in);
+        pipe_st *p = &S.ps[b % MAX_PIPES];
+        if (!p->on || p->w < 0)
+            break;
+        if (b & 0x80) { /* the writer goes away: EOF (HUP) for on_fd */
+            (void)close(p->w);
+            p->w = -1;
+        } else {
+            memset(S.rbuf, 'p', 64);
+            ssize_t r = write(p->w, S.rbuf, 1 + (b >> 1 & 63));
+            FZ_CHECK(r > 0 || errno == EAGAIN, "pipe write failed");
+        }
+        break;
+    }
+    case 8: {
+        conn_st *s = pick(fz_u8(&S.in));
+        if (s)
+            (void)peer_read_all(s);
+        break;
+    }
+    case 10: peer_connect(); break;
+    default: break; /* 9: just one more run */
+    }
+}
+
+/* The options, from the first bytes: small enough that the limits bite. */
+static void read_options(void)
+{
+    evl_options *o = &S.o;
+    evl_options_default(o);
+    uint8_t b = fz_u8(&S.in);
+    o->tick_ms = 0; /* time-driven: it would make runs differ */
+    o->rbuf_max = 1 + fz_size(&S.in, 65535);
+    o->wbuf_high = 1 + fz_size(&S.in, 65535);
+    o->wbuf_low = fz_size(&S.in, o->wbuf_high);
+    o->wbuf_max = (b & 1) ? o->wbuf_high + fz_size(&S.in, 65535) : 0;
+    o->write_quantum = 256 + fz_size(&S.in, 65535);
+    o->max_events = 1 + (b >> 1 & 7);
+    /* Timers only as "now" or "never": anything between depends on timing. */
+    o->close_timeout_ms = (b & 0x10) ? 0 : LONG_MS;
+    o->idle_timeout_ms = (b & 0x20) ? LONG_MS : 0;
+    uint8_t b2 = fz_u8(&S.in);
+    S.lfd = (b2 & 1) ? 0 : -1; /* 0: make one, once the loop exists */
+    o->max_conns = b2 >> 1 & 3u;
+    S.stop_at_end = (b2 & 8) && o->close_timeout_ms == 0; /* a longer flush would block */
+    fz_trace("options: rbuf_max %zu wbuf_low %zu high %zu max %zu quantum %zu events %d close %d idle %d",
+             o->rbuf_max, o->wbuf_low, o->wbuf_high, o->wbuf_max, o->write_quantum, o->max_events,
+             o->close_timeout_ms, o->idle_timeout_ms);
+}
+
+/* The script is over: peers read everything, the handler consumes
+ * everything and writes nothing, until nothing moves. */
+static void settle(void)
+{
+    S.final = true;
+    fz_trace("settle");
+    /* Input left unconsumed waits for more data that will not come: the
+     * handler asks for it again, as a real one does when it is ready. */
+    for (int i = 0; i < S.nconns; i++)
+        if (S.cs[i].c && !S.cs[i].h_closed)
+            do_wake(&S.cs[i]);
+    int idle = 0;
+    for (int round = 0; round < MAX_ROUNDS && idle < 3; round++) {
+        size_t moved = 0;
+        uint64_t cb = S.callbacks;
+        for (int i = 0; i < S.nconns; i++)
+            moved += peer_read_all(&S.cs[i]);
+        int n = run();
+        idle = moved == 0 && cb == S.callbacks && n == 0 ? idle + 1 : 0;
+    }
+    FZ_CHECK(idle >= 3, "the loop did not settle in %d rounds: it spins, or a stream never ends", MAX_ROUNDS);
+    FZ_CHECK(S.qlen == 0, "%d connections to the listener never accepted", S.qlen);
+    for (int i = 0; i < S.nconns; i++) {
+        conn_st *s = &S.cs[i];
+        if (s->refused) {
+            FZ_CHECK(s->peer < 0 || s->peer_eof, "conn %d was refused, but its peer never got EOF", i);
+            continue;
+        }
+        if (!loss_allowed(s) && s->peer >= 0)
+            FZ_CHECK(s->got == s->accepted, "conn %d: the peer read %llu of %llu accepted bytes, and reads on",
+                     i, (unsigned long long)s->got, (unsigned long long)s->accepted);
+        if (!s->c)
+            continue;
+        FZ_CHECK(!s->peer_closed && !s->peer_shut, "conn %d: the peer %s, all input was consumed and nothing "
+                 "is pending, yet the connection is open", i, s->peer_closed ? "closed" : "sent EOF");
+        if (s->h_closed) {
+            if (!loss_allowed(s))
+                FZ_CHECK(s->peer_eof, "conn %d: evl_close flushed, but the peer never got EOF", i);
+            continue;
+        }
+        FZ_CHECK(s->seen == s->sent, "conn %d: %llu of %llu sent bytes delivered", i,
+                 (unsigned long long)s->seen, (unsigned long long)s->sent);
+        FZ_CHECK(evl_pending(s->c) == 0, "conn %d: %zu bytes pending though the peer reads", i,
+                 evl_pending(s->c));
+        FZ_CHECK(!s->drain_due, "conn %d: drained to 0, on_drain never called", i);
+    }
+}
+
+/* evl_run must return: a watchdog on its own real-time signal (libFuzzer
+ * owns SIGALRM) names the hang instead of a bare timeout. */
+static void watchdog_fired(int sig)
+{
+    (void)sig;
+    static const char msg[] = "\nFUZZ CHECK FAILED: evl_run did not return within 2 s of evl_stop\n";
+    (void)!write(2, msg, sizeof msg - 1);
+    abort();
+}
+
+static timer_t watchdog(bool arm)
+{
+    static timer_t t;
+    static bool made;
+    if (!made) {
+        struct sigaction sa = {.sa_handler = watchdog_fired};
+        (void)sigaction(SIGRTMIN + 3, &sa, NULL);
+        struct sigevent ev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = SIGRTMIN + 3};
+        FZ_CHECK(timer_create(CLOCK_MONOTONIC, &ev, &t) == 0, "timer_create failed");
+        made = true;
+    }
+    struct itimerspec its = {.it_value = {.tv_sec = arm ? 2 : 0}};
+    (void)timer_settime(t, 0, &its, NULL);
+    return t;
+}
+
+/* evl_stop, then evl_run: it closes everything and returns 0. Only with
+ * close_timeout_ms 0, so that nothing waits for a peer that is not read. */
+static void stop_gracefully(void)
+{
+    S.stopping = true;
+    fz_trace("evl_stop, evl_run");
+    if (fz_known("stop-hang")) {
+        /* fuzz/regressions/fuzz_loop/stop-hang: the loop waits for an event
+         * after its last connection closed; give it one. */
+        drop_pipe(&S.ps[0]);
+        add_pipe(); /* the first free slot: 0 */
+        (void)!write(S.ps[0].w, "n", 1);
+    }
+    evl_stop(S.l);
+    FZ_CHECK(evl_stopping(S.l), "evl_stopping false after evl_stop");
+    (void)watchdog(true);
+    int rc = evl_run(S.l, -1);
+    (void)watchdog(false);
+    FZ_CHECK(rc == 0, "evl_run after evl_stop returned %d (errno %d)", rc, errno);
+    struct evl_stats st;
+    evl_stats(S.l, &st);
+    FZ_CHECK(st.conns == 0 && S.closed == S.entered, "evl_run returned with %llu connections open",
+             (unsigned long long)st.conns);
+}
+
+/* evl_free, then every fd of ours closed: as many open as at the start. */
+static void teardown(int fds_before)
+{
+    S.freeing = true;
+    evl_free(S.l);
+    S.l = NULL;
+    for (int i = 0; i < S.nconns; i++) {
+        conn_st *s = &S.cs[i];
+        FZ_CHECK(s->closes == (s->refused ? 0 : 1), "conn %d: on_close ran %d times%s", i, s->closes,
+                 s->refused ? " (refused)" : "");
+        if (s->peer >= 0)
+            (void)close(s->peer);
+    }
+    for (int i = 0; i < MAX_PIPES; i++) {
+        if (S.ps[i].on) {
+            (void)close(S.ps[i].r);
+            if (S.ps[i].w >= 0)
+                (void)close(S.ps[i].w);
+        }
+    }
+    if (S.lfd >= 0)
+        (void)close(S.lfd);
+    int fds_after = fz_count_fds();
+    FZ_CHECK(fds_after == fds_before, "fds: %d open before, %d after", fds_before, fds_after);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    memset(&S, 0, offsetof(struct fuzz_state, wbuf)); /* not the I/O buffers */
+    S.in = (fz_in){data, size};
+    for (int i = 0; i < MAX_PIPES; i++)
+        S.ps[i].r = S.ps[i].w = -1;
+    int fds_before = fz_count_fds();
+
+    read_options();
+    evl_handler h = {.on_accept = on_accept, .on_read = on_read, .on_drain = on_drain,
+                     .on_close = on_close, .on_fd = on_fd};
+    if (S.o.wbuf_low > 0) { /* inconsistent options are refused */
+        evl_options bad = S.o;
+        bad.wbuf_low = bad.wbuf_high + 1;
+        FZ_CHECK(evl_new(&h, &S, &bad) == NULL && errno == EINVAL, "evl_new took wbuf_low > wbuf_high");
+    }
+    S.l = evl_new(&h, &S, &S.o);
+    FZ_CHECK(S.l != NULL, "evl_new failed: errno %d", errno);
+    FZ_CHECK(evl_loop_udata(S.l) == &S && evl_get_options(S.l)->rbuf_max == S.o.rbuf_max,
+             "evl_loop_udata/evl_get_options disagree with evl_new's arguments");
+    if (S.lfd == 0)
+        listen_unix();
+
+    adopt_pair();
+    for (int step = 0; step < MAX_STEPS && S.in.n > 0; step++) {
+        uint8_t op = fz_u8(&S.in);
+        fz_trace("step %d: op %d", step, op % 11);
+        script_step(op);
+        (void)run();
+    }
+    settle();
+    if (S.stop_at_end)
+        stop_gracefully();
+    teardown(fds_before);
+    return 0;
+}
