@@ -438,6 +438,7 @@ static void on_close(evl_conn *c)
     }
 }
 
+/* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
 static void on_fd(evl_loop *l, int fd)
 {
     FZ_CHECK(l == S.l && !S.freeing, "on_fd: wrong loop, or after evl_free");
@@ -558,6 +559,7 @@ static void peer_send(conn_st *s, size_t n)
         return;
     /* on_read sees at most rbuf_max bytes a run: bound the runs settle needs */
     uint64_t cap = (uint64_t)S.o.rbuf_max * 256 < MAX_IN ? (uint64_t)S.o.rbuf_max * 256 : MAX_IN;
+    /* cppcheck-suppress knownConditionTrueFalse ; S.o is set at run time, not 0 */
     if (s->sent >= cap)
         return;
     if (n > cap - s->sent)
