@@ -496,11 +496,9 @@ def test_stop_signal_exit_0(start_server, sig):
     assert srv.stop(sig) == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "library: on a stop, idle connections are killed and reaped at the start of "
-    "the next evl_run_once, which then sleeps in epoll_wait until the next timer "
-    "(up to tick_ms; forever with --tick-ms 0) before evl_run sees conns == 0"))
 def test_sigterm_with_idle_clients_connected(start_server):
+    """SIGTERM with idle clients connected: exit 0 at once (was the
+    stop-hang bug: evl_run slept in epoll_wait after its last close)."""
     srv = start_server("--tick-ms", "0")
     clients = ready(srv, 2)  # stay connected and idle through the stop
     srv.send_signal(signal.SIGTERM)

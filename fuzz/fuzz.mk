@@ -13,7 +13,7 @@ FUZZ_SMOKE_TIME ?= 20
 FUZZ_JOBS       ?= 1
 # Known open library bugs that the fuzzers step around while they look for
 # others (fuzz/regressions/README.md); empty = every check strict.
-FUZZ_KNOWN      ?= close-deadline stop-hang buf-reserve-slack
+FUZZ_KNOWN      ?=
 FUZZ_DIR        := $(BUILD)/fuzz
 AFL_DIR         := $(BUILD)/afl
 

@@ -168,14 +168,12 @@ static void check(const evl__buf *b, const model *m, int step, bool full)
     FZ_CHECK(ok, "step %d: buffer bytes differ from the model", step);
 }
 
-/* The largest reserve. Any size is legal, but a reserve far above the slack
- * followed by a small commit leaves cap > 4*len + SLACK: a known open bug
- * (fuzz/regressions/README.md, buf-reserve-slack) that the loop cannot reach,
- * as it reserves at most EVL__READ_MAX. FUZZ_KNOWN=buf-reserve-slack keeps to
- * the loop's sizes so the fuzzer looks for everything else. */
+/* The largest reserve: any size is legal, and a reserve far above the slack
+ * followed by a small commit must still keep cap <= 4*len + SLACK (the bug
+ * this caught: fuzz/corpus/fuzz_buf/regress-buf-reserve-slack). */
 static size_t reserve_max(void)
 {
-    return fz_known("buf-reserve-slack") ? EVL__READ_MAX : MAX_CONTENT;
+    return MAX_CONTENT;
 }
 
 /* Room left under both caps. */

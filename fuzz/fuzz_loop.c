@@ -68,7 +68,6 @@ typedef struct conn_st {
     bool write_failed;        /* a write failed: later ones fail with EPIPE */
     bool ended;               /* certainly aborted: on_close by the run's end */
     bool overflow_maybe;      /* overflow close possible, not certain (below) */
-    bool known_loss;          /* output lost to a known bug (FUZZ_KNOWN) */
     bool drain_due;           /* pending went above wbuf_low: on_drain owed */
     bool read_due;            /* input left after a consume, or evl_wake: */
     uint64_t read_due_by;     /*   on_read owed by the end of this run */
@@ -107,7 +106,7 @@ static int idx(const conn_st *s) { return (int)(s - S.cs); }
  * the library ended the connection on purpose. */
 static bool loss_allowed(const conn_st *s)
 {
-    return s->ended || s->write_failed || s->overflow_maybe || s->peer_closed || S.freeing || s->known_loss ||
+    return s->ended || s->write_failed || s->overflow_maybe || s->peer_closed || S.freeing ||
            s->refused || S.stopping ||
            (s->h_closed && S.o.close_timeout_ms == 0);
 }
@@ -413,12 +412,9 @@ static void on_close(evl_conn *c)
     if (s->h_closed && S.o.close_timeout_ms == LONG_MS && !s->ended && !s->write_failed &&
         (evl_pending(c) > 0 || !s->peer_shut) && !s->peer_closed && !S.freeing && !S.stopping) {
         /* A graceful close ends when all is flushed and the peer's EOF is
-         * in, or at its deadline, which is a minute away:
-         * fuzz/regressions/fuzz_loop/close-deadline. */
-        if (fz_known("close-deadline"))
-            s->known_loss = true;
-        else
-            fz_fail("conn %d: evl_close ended with %zu bytes pending, before its flush and the peer's EOF, long before "
+         * in, or at its deadline, which is a minute away (the bug this
+         * caught: fuzz/corpus/fuzz_loop/regress-close-deadline). */
+        fz_fail("conn %d: evl_close ended with %zu bytes pending, before its flush and the peer's EOF, long before "
                     "close_timeout_ms (%d ms)", idx(s), evl_pending(c), S.o.close_timeout_ms);
     }
     if (!handler && !S.freeing && !S.stopping && !s->peer_closed) {
@@ -633,7 +629,7 @@ static void check_state(void)
              "stats: overflow_closed %llu, expected %llu (+%llu maybe)", (unsigned long long)st.overflow_closed,
              (unsigned long long)S.overflows, (unsigned long long)S.overflows_maybe);
     FZ_CHECK(st.idle_closed == 0 && st.emfile == 0 && st.ticks == 0 &&
-                 (st.close_timeouts == 0 || S.o.close_timeout_ms == 0 || fz_known("close-deadline")),
+                 (st.close_timeouts == 0 || S.o.close_timeout_ms == 0),
              "stats: a counter moved that nothing in this scenario can move");
     uint64_t wsum = 0, rsum = 0;
     for (int i = 0; i < S.nconns; i++) {
@@ -841,13 +837,6 @@ static void stop_gracefully(void)
 {
     S.stopping = true;
     fz_trace("evl_stop, evl_run");
-    if (fz_known("stop-hang")) {
-        /* fuzz/regressions/fuzz_loop/stop-hang: the loop waits for an event
-         * after its last connection closed; give it one. */
-        drop_pipe(&S.ps[0]);
-        add_pipe(); /* the first free slot: 0 */
-        (void)!write(S.ps[0].w, "n", 1);
-    }
     evl_stop(S.l);
     FZ_CHECK(evl_stopping(S.l), "evl_stopping false after evl_stop");
     (void)watchdog(true);

@@ -80,8 +80,14 @@ void evl__buf_commit(evl__buf *b, size_t n)
 {
     assert(b->off + b->len + n <= b->cap);
     b->len += n;
-    if (b->len == 0)
+    if (b->len == 0) {
         evl__buf_free(b); /* a reserve that read nothing keeps no memory */
+        return;
+    }
+    /* A large reserve that received little would break cap <= 4*len + SLACK;
+     * give the rest back, as consume does. */
+    if (b->cap > 4 * b->len + EVL__BUF_SLACK)
+        (void)relocate(b, pow2_at_least(2 * b->len));
 }
 
 void evl__buf_consume(evl__buf *b, size_t n)

@@ -9,13 +9,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/* Progress on an open connection restarts its idle clock. A closing one is
+ * left alone: its stamp is the close deadline, fixed at evl_close, so a peer
+ * that reads a byte at a time cannot stretch a close without bound. */
 static void touch(evl_conn *c)
 {
     evl_loop *l = c->loop;
+    if (c->closing || c->killed)
+        return;
     c->stamp = l->now;
     /* Keep the active list ordered by last progress, so the idle timer only
      * ever looks at its head. */
-    if (l->o.idle_timeout_ms > 0 && !c->closing && !c->killed) {
+    if (l->o.idle_timeout_ms > 0) {
         evl__list_unlink(&c->link);
         evl__list_append(&l->active, &c->link);
     }
@@ -265,6 +270,29 @@ static ssize_t sock_send(void *ctx, const void *p, size_t n)
     return send(*(const int *)ctx, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+/* write_quantum is a per-iteration budget for each connection, shared by
+ * EPOLLOUT flushes and evl_write's direct sends. Without the second part, a
+ * producer writing from on_drain to a reader that keeps up would see every
+ * write taken at once, never reach wbuf_low, and stream without end while
+ * every other connection waits. */
+static size_t budget_left(const evl_conn *c)
+{
+    const evl_loop *l = c->loop;
+    if (c->sent_iter != l->iter)
+        return l->o.write_quantum;
+    return c->sent_now < l->o.write_quantum ? l->o.write_quantum - c->sent_now : 0;
+}
+
+static void spend(evl_conn *c, size_t n)
+{
+    const evl_loop *l = c->loop;
+    if (c->sent_iter != l->iter) {
+        c->sent_iter = l->iter;
+        c->sent_now = 0;
+    }
+    c->sent_now += n;
+}
+
 /* A send failed for good: the connection is aborted. */
 static int fail_write(evl_conn *c, int err)
 {
@@ -304,13 +332,18 @@ static void on_writable(evl_conn *c)
         update_interest(c);
         return;
     }
-    ssize_t r = evl__buf_drain(&c->wbuf, sock_send, &c->io.fd, c->loop->o.write_quantum);
+    size_t budget = budget_left(c);
+    if (budget == 0)
+        return; /* spent by direct writes this iteration: EPOLLOUT stays on */
+    ssize_t r = evl__buf_drain(&c->wbuf, sock_send, &c->io.fd, budget);
     if (r < 0) {
         fail_write(c, errno);
         return;
     }
-    if (r > 0)
+    if (r > 0) {
+        spend(c, (size_t)r);
         touch(c);
+    }
     after_drain(c);
 }
 
@@ -347,7 +380,10 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
         return 0;
 
     size_t sent = 0;
-    if (c->wbuf.len == 0) { /* nothing queued: the socket may take it now */
+    /* Nothing queued and budget left: the socket may take it now. One send,
+     * however large (the kernel takes at most its buffer); once the budget is
+     * spent, writes queue until the next EPOLLOUT. */
+    if (c->wbuf.len == 0 && budget_left(c) > 0) {
         ssize_t r;
         do {
             if (iovcnt == 1) {
@@ -362,6 +398,7 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
             return fail_write(c, errno);
         if (r > 0) {
             sent = (size_t)r;
+            spend(c, sent);
             touch(c);
         }
     }

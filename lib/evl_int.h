@@ -67,6 +67,8 @@ struct evl_conn {
     evl_conn *next_kill;     /* in loop's kill queue */
     uint64_t stamp;          /* active: last progress (ms); closing: deadline */
     uint64_t dispatched;     /* iteration of the last on_read */
+    uint64_t sent_iter;      /* iteration that sent_now counts for */
+    size_t sent_now;         /* bytes sent in it: capped by write_quantum */
     unsigned peer_eof : 1;   /* read() returned 0 (or failed) */
     unsigned broken : 1;     /* the socket failed: nothing can be sent */
     unsigned paused : 1;     /* pending reached wbuf_high: not reading */

@@ -103,8 +103,11 @@ typedef struct evl_options {
                                long, then abort. Default 5000. */
     unsigned max_conns;     /* accept and close at once beyond this many
                                connections (rejected). 0 = no cap (default). */
-    size_t write_quantum;   /* max bytes sent per connection per EPOLLOUT
-                               event (fairness). Default 256 KiB. */
+    size_t write_quantum;   /* max bytes sent to one connection per loop
+                               iteration, by EPOLLOUT flushes and evl_write's
+                               direct sends together (fairness: a fast reader
+                               cannot hold the loop). Once spent, evl_write
+                               queues. Default 256 KiB. */
     int max_events;         /* epoll_wait batch size. Default 256. */
 } evl_options;
 
@@ -162,7 +165,8 @@ int evl_run_once(evl_loop *l, int timeout_ms);
 /* Asks evl_run to stop gracefully (as for SIGTERM) after this iteration. */
 void evl_stop(evl_loop *l);
 
-/* True once a stop was asked (evl_stop, SIGTERM, SIGINT). */
+/* True from a stop request (evl_stop, SIGTERM, SIGINT) until evl_run
+ * returns; evl_run clears it, so the same loop can be run again. */
 bool evl_stopping(const evl_loop *l);
 
 /* Accept connections from a non-blocking listening socket (several may be
@@ -221,8 +225,9 @@ const char *evl_data(const evl_conn *c, size_t *len);
 void evl_consume(evl_conn *c, size_t n);
 
 /* Queues len bytes for sending, in order after everything queued before.
- * With nothing pending, one send() is tried at once; the rest is buffered and
- * drained on EPOLLOUT. Never blocks. Returns 0 when all bytes are accepted
+ * With nothing pending, one send() is tried at once (unless this connection
+ * spent its write_quantum in this iteration); the rest is buffered and drained
+ * on EPOLLOUT. Never blocks. Returns 0 when all bytes are accepted
  * (sent or buffered), or -1 with errno:
  *   EPIPE         the connection is closing or closed (evl_close/evl_abort,
  *                 or a previous error); nothing was queued

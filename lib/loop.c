@@ -233,6 +233,9 @@ evl_conn *evl_adopt(evl_loop *l, int fd)
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
         return NULL;
+    /* Called between iterations, perhaps long after the last one: the idle
+     * clock of the new connection must start now, not at l->now. */
+    l->now = now_ms();
     evl_conn *c = evl__conn_new(l, fd);
     if (!c)
         return NULL;
@@ -355,10 +358,13 @@ static void earliest(uint64_t *best, uint64_t t)
 }
 
 /* How long epoll_wait may sleep: the caller's bound, shortened by the next
- * timer, and zero while input waits for re-dispatch. */
+ * timer, and zero while input waits for re-dispatch, a kill waits to be
+ * reaped, or a stop has nothing left to wait for (evl_run must return now,
+ * not at the next event). */
 static int wait_ms(const evl_loop *l, int timeout_ms)
 {
-    if (!evl__list_empty(&l->ready) || l->kill_head)
+    if (!evl__list_empty(&l->ready) || l->kill_head ||
+        (l->stopping && l->st.conns == 0))
         return 0;
     uint64_t due = UINT64_MAX;
     evl_conn *c;

@@ -219,6 +219,17 @@ static void test_buf_reserve_commit(void **state)
     assert_memory_equal(evl__buf_data(&b) + 6 + BIG, "XY", 2);
     evl__buf_free(&b);
     assert_null(b.base);
+
+    /* a large reserve that receives one byte keeps the capacity bound
+     * (found by fuzz_buf: buf-reserve-slack) */
+    w = evl__buf_reserve(&b, 327680);
+    assert_non_null(w);
+    w[0] = 'Z';
+    evl__buf_commit(&b, 1);
+    CHECK_BUF(&b);
+    CHECK_CAP(&b);
+    assert_memory_equal(evl__buf_data(&b), "Z", 1);
+    evl__buf_free(&b);
 }
 
 static void test_buf_drain_all(void **state)

@@ -542,6 +542,46 @@ static void test_write_quantum_limits_drain_per_event(void **state)
     tu_finish(s);
 }
 
+/* write_quantum is a budget per connection per iteration that evl_write's
+ * direct sends share: a producer that writes again and again (from on_drain,
+ * say) to a reader that keeps up cannot hold the loop, because once the
+ * budget is spent its writes queue for the next EPOLLOUT. */
+static void test_write_quantum_bounds_direct_sends_per_iteration(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.write_quantum = 4096;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    tu_rec *r = tu_pair(s);
+    tu_set_sndbuf(r->fd, 1 << 20); /* room for all of it: only the budget stops a send */
+    char chunk[4096];
+    memset(chunk, 'q', sizeof chunk);
+    watch(r->fd);
+    assert_int_equal(evl_write(r->c, chunk, sizeof chunk), 0);
+    assert_int_equal(evl_pending(r->c), 0); /* within the budget: sent at once */
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(evl_write(r->c, chunk, sizeof chunk), 0);
+    if (W.sends != 1)
+        TU_FAIL("%d sends for four writes in one iteration with write_quantum spent by the first", W.sends);
+    assert_int_equal(evl_pending(r->c), 3 * sizeof chunk);
+    for (int round = 0; round < 3; round++) {
+        size_t before = evl_pending(r->c);
+        tu_step(s, 100);
+        size_t after = evl_pending(r->c);
+        assert_true(after < before);
+        assert_true(before - after <= o.write_quantum);
+    }
+    tu_dbuf got = {0};
+    int err = 0;
+    assert_false(tu_peer_collect(s, r->peer, &got, 4 * sizeof chunk, 2000, &err)); /* all of it, no EOF */
+    assert_int_equal(got.len, 4 * sizeof chunk);
+    for (size_t i = 0; i < got.len; i++)
+        if (got.p[i] != 'q')
+            TU_FAIL("byte %zu is %d, not 'q'", i, got.p[i]);
+    tu_dbuf_free(&got);
+    tu_finish(s);
+}
+
 static void test_epollout_off_when_drained_no_spin(void **state)
 {
     (void)state;
@@ -600,6 +640,7 @@ int main(void)
         TU_TEST(test_fault8_write_to_reset_tcp_peer_no_sigpipe),
         TU_TEST(test_fault8_drain_to_gone_peer_no_sigpipe),
         TU_TEST(test_write_quantum_limits_drain_per_event),
+        TU_TEST(test_write_quantum_bounds_direct_sends_per_iteration),
         TU_TEST(test_epollout_off_when_drained_no_spin),
         TU_TEST(test_pending_and_write_stats),
     };

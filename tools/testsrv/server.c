@@ -10,9 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <linux/sockios.h>
 #include <zlib.h>
 
 #include "cmd.h"
@@ -41,48 +39,10 @@ static void blast_done(struct srv *s, struct sconn *sc)
         evl_wake(sc->c);
 }
 
-/* Free space in the socket's send buffer (an upper bound: the kernel also
- * charges its own overhead to it). */
-static size_t sock_room(evl_conn *c)
+/* How much the next write offers: a chunk, within the stream and wbuf_max. */
+static size_t blast_offer(const evl_options *o, const struct sconn *sc, size_t pending)
 {
-    int sndbuf = 0, queued = 0;
-    socklen_t len = sizeof sndbuf;
-    if (getsockopt(evl_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len) < 0 ||
-        ioctl(evl_fd(c), SIOCOUTQ, &queued) < 0)
-        return 0;
-    return sndbuf > queued ? (size_t)(sndbuf - queued) : 0;
-}
-
-static int ensure_chunk(struct srv *s, size_t n)
-{
-    if (n <= s->chunk_cap)
-        return 0;
-    uint8_t *p = realloc(s->chunk, n);
-    if (!p)
-        return -1;
-    s->chunk = p;
-    s->chunk_cap = n;
-    return 0;
-}
-
-/* How much the next write offers. A reader that keeps up keeps the socket
- * taking every chunk: pending stays 0, on_drain never comes, and evl_write's
- * direct sends are outside the library's per-event write_quantum, so one call
- * could stream the whole BLAST while every other connection waits. Once the
- * call has written write_quantum, it offers more than the socket can take at
- * once: the rest is buffered (about wbuf_low beyond what the socket took),
- * pending passes wbuf_low, and on_drain paces the stream from there. Pending
- * never drops to 0 mid-stream, so a half-closed peer is not closed early. */
-static size_t blast_offer(struct srv *s, struct sconn *sc, size_t pending, size_t spent)
-{
-    const evl_options *o = evl_get_options(s->loop);
     size_t n = BLAST_CHUNK;
-    if (spent >= o->write_quantum && pending == 0) {
-        size_t big = sock_room(sc->c) + o->wbuf_low + 1;
-        if (big > n && ensure_chunk(s, big) == 0)
-            n = big;
-        s->n.blast_yields++;
-    }
     if (n > sc->blast_left)
         n = (size_t)sc->blast_left;
     if (o->wbuf_max && n > o->wbuf_max - pending)
@@ -91,19 +51,24 @@ static size_t blast_offer(struct srv *s, struct sconn *sc, size_t pending, size_
 }
 
 /* Writes pattern chunks until more than wbuf_low is pending (on_drain comes
- * back when the peer has read) or the stream ends. */
+ * back when the peer has read) or the stream ends. A reader that keeps up does
+ * not make this loop endless: the library sends at most write_quantum per
+ * connection per iteration, and queues the rest, so pending passes wbuf_low
+ * within a quantum and a chunk or two. Pending never drops to 0 mid-stream,
+ * so a half-closed peer is not closed early. */
 static void blast_pump(struct srv *s, struct sconn *sc)
 {
     const evl_options *o = evl_get_options(s->loop);
-    size_t spent = 0;
 
     while (sc->blast_left > 0) {
         size_t pending = evl_pending(sc->c);
-        if (pending > o->wbuf_low)
+        if (pending > o->wbuf_low) {
+            s->n.blast_yields++;
             return;
+        }
         if (o->wbuf_max && pending >= o->wbuf_max)
             return; /* flags keep wbuf_max > wbuf_low: only a safety net */
-        size_t n = blast_offer(s, sc, pending, spent);
+        size_t n = blast_offer(o, sc, pending);
         pattern_fill(s->chunk, n, sc->blast_off, sc->blast_seed);
         if (evl_write(sc->c, s->chunk, n) < 0) {
             sc->dead = true; /* the library aborted it */
@@ -112,7 +77,6 @@ static void blast_pump(struct srv *s, struct sconn *sc)
         }
         sc->blast_off += n;
         sc->blast_left -= n;
-        spent += n;
     }
     blast_done(s, sc);
 }
@@ -332,7 +296,6 @@ struct srv *srv_new(const struct srv_config *cfg)
     s->cfg = *cfg;
     s->fifo_fd = -1;
     s->chunk = malloc(BLAST_CHUNK);
-    s->chunk_cap = BLAST_CHUNK;
     if (!s->chunk) {
         free(s);
         return NULL;

@@ -52,8 +52,8 @@ struct srv_counters {
     uint64_t outbox_bytes;   /* MSG bytes held behind running BLASTs, now */
     uint64_t fifo_lines;     /* lines read from the FIFO */
     uint64_t fifo_reopens;   /* FIFO reopened after its last writer left */
-    uint64_t blast_yields;   /* BLAST calls that spent write_quantum and handed
-                                the pacing back to on_drain */
+    uint64_t blast_yields;   /* BLAST writes that stopped with bytes left,
+                                pending above wbuf_low: on_drain resumes */
 };
 
 struct srv {
@@ -61,8 +61,7 @@ struct srv {
     evl_loop *loop;
     struct sconn *conns;     /* list head */
     struct srv_counters n;
-    uint8_t *chunk;          /* BLAST scratch, chunk_cap >= BLAST_CHUNK bytes */
-    size_t chunk_cap;
+    uint8_t *chunk;          /* BLAST scratch, BLAST_CHUNK bytes */
     int fifo_fd;             /* -1 when none */
     bool fifo_created;       /* we made the FIFO node: remove it at exit */
     bool fifo_skip;          /* discarding a too-long FIFO line */
