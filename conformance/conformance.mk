@@ -16,3 +16,14 @@ CONFORMANCE_SERVER_DEP := $(if $(filter $(ASAN)/evl-testsrv,$(SERVER)),$(ASAN)/e
 conformance: deps-conformance $(CONFORMANCE_SERVER_DEP)
 	@mkdir -p $(REPORTS)
 	$(PYTHON) -m pytest -q conformance --junitxml=$(REPORTS)/conformance.xml
+
+# The suite's teeth: each conformance/mutants/*.patch re-introduces one fault
+# into a temporary copy of lib/; the suite must fail on every one. Prints the
+# table mutant -> scenarios that caught it ($(REPORTS)/mutants.txt).
+#   make conformance-mutants                 all of them
+#   make conformance-mutants MUTANTS="fault1_eof_ignored write_reorder"
+MUTANTS ?=
+.PHONY: conformance-mutants
+conformance-mutants: deps-conformance
+	@mkdir -p $(REPORTS)
+	PYTHON=$(PYTHON) conformance/mutants/run.sh $(MUTANTS)

@@ -38,13 +38,13 @@ CHECK_TARGETS += fuzz-smoke
 .PHONY: fuzz fuzz-build fuzz-smoke fuzz-afl fuzz-afl-build fuzz-ossfuzz-test fuzz-clean
 
 # ---- libFuzzer build -------------------------------------------------------
-$(FUZZ_DIR)/obj/%.o: lib/%.c $(LIB_HDRS) | deps-build deps-fuzz
+$(FUZZ_DIR)/obj/%.o: $(LIB)/%.c $(LIB_HDRS) | deps-build deps-fuzz
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
 $(FUZZ_DIR)/obj/tools/%.o: tools/%.c $(FUZZ_HDRS) | deps-build deps-fuzz
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
-$(FUZZ_DIR)/libevloop.a: $(LIB_SRCS:lib/%.c=$(FUZZ_DIR)/obj/%.o)
+$(FUZZ_DIR)/libevloop.a: $(LIB_SRCS:$(LIB)/%.c=$(FUZZ_DIR)/obj/%.o)
 	$(AR) rcs $@ $^
 
 # $(1) = target: fuzz/<target>.c + its extra sources + the library archive.

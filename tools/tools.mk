@@ -5,7 +5,7 @@
 #   build/asan/evl-testsrv   clang ASan+UBSan, on $(ASAN_LIB): what make check drives
 
 TESTSRV_SRCS := $(sort $(wildcard tools/testsrv/*.c))
-TESTSRV_HDRS := $(wildcard tools/testsrv/*.h) lib/evloop.h
+TESTSRV_HDRS := $(wildcard tools/testsrv/*.h) $(LIB)/evloop.h
 TESTSRV_LIBS := -lz
 
 ALL_BINS    += $(BUILD)/evl-testsrv
