@@ -15,6 +15,12 @@ PYTHON  ?= /usr/bin/python3
 CC      ?= cc
 ASAN_CC ?= clang
 
+# LIB=dir gates another copy of the library: every harness binary (unit
+# tests, test server, stress, fuzz targets) is built from dir/*.c with
+# -Idir instead of lib/. dir needs evloop.h, and buf.h for the buffer's unit
+# test and fuzz target. Use a fresh BUILD= (or make clean) when switching.
+LIB      ?= lib
+
 WARN        := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
                -Wpointer-arith -Wformat=2 -Wvla
 EXTRA_CFLAGS ?=
@@ -26,11 +32,6 @@ ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(SAN_FLAGS)
 export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 
-# LIB=dir gates another copy of the library: every harness binary (unit
-# tests, test server, stress, fuzz targets) is built from dir/*.c with
-# -Idir instead of lib/. dir needs evloop.h, and buf.h for the buffer's unit
-# test and fuzz target. Use a fresh BUILD= (or make clean) when switching.
-LIB      ?= lib
 LIB_SRCS := $(sort $(wildcard $(LIB)/*.c))
 LIB_HDRS := $(wildcard $(LIB)/*.h)
 REL_LIB  ?= $(BUILD)/libevloop.a
