@@ -1,9 +1,10 @@
 /*
  * modes.c: --mode resp and --mode http (SPEC §4). The parsing is in resp.c
  * and http.c (pure functions); this file turns a parsed request into its
- * reply. As in cmd mode, one request is served per on_read call (the
- * library re-dispatches the rest of a pipeline), and replies keep request
- * order: while GET /bytes/<n> streams, later requests wait in the buffer.
+ * reply. resp serves a whole pipeline per on_read call, as Redis does;
+ * http, like cmd mode, one request per call (the library re-dispatches the
+ * rest), and replies keep request order: while GET /bytes/<n> streams, later
+ * requests wait in the buffer.
  * Malformed input gets an error reply, then a graceful close.
  */
 #include "testsrv.h"
@@ -17,17 +18,48 @@
 
 /* ---- resp ----------------------------------------------------------------- */
 
-static void resp_bulk(evl_conn *c, const char *p, size_t n)
+/* Redis serves every complete request of a pipeline in one pass and sends
+ * the replies with one write; so does this mode (cmd mode keeps one command
+ * per call, to exercise the library's re-dispatch). Replies gather here and
+ * go out in one evl_write when the pass ends or the buffer is full. */
+#define RESP_BATCH 256 /* requests per on_read; the library re-dispatches the rest */
+struct resp_out {
+    evl_conn *c;
+    size_t n;
+    char b[16384];
+};
+
+static void out_flush(struct resp_out *o)
+{
+    if (o->n > 0)
+        (void)evl_write(o->c, o->b, o->n); /* a failure has already aborted c */
+    o->n = 0;
+}
+
+static void out_add(struct resp_out *o, const void *p, size_t n)
+{
+    if (n > sizeof o->b - o->n)
+        out_flush(o);
+    if (n > sizeof o->b) {
+        (void)evl_write(o->c, p, n); /* order kept: the buffer was flushed first */
+        return;
+    }
+    memcpy(o->b + o->n, p, n);
+    o->n += n;
+}
+
+static void resp_bulk(struct resp_out *o, const char *p, size_t n)
 {
     char head[32];
     int k = snprintf(head, sizeof head, "$%zu\r\n", n);
-    struct iovec iov[3] = {{head, (size_t)k}, {(void *)p, n}, {"\r\n", 2}};
-    (void)evl_writev(c, iov, 3); /* a failure has already aborted c */
+    out_add(o, head, (size_t)k);
+    out_add(o, p, n);
+    out_add(o, "\r\n", 2);
 }
 
 /* "-ERR <before><arg><after>": arg comes from the client, so it is cut
  * short and no CR or LF in it may end the line early. */
-static void resp_error(evl_conn *c, const char *before, const char *arg, size_t arg_len,
+static void resp_error(struct resp_out *o, const char *before, const char *arg, size_t arg_len,
                        const char *after)
 {
     char name[64] = {0};
@@ -37,48 +69,60 @@ static void resp_error(evl_conn *c, const char *before, const char *arg, size_t 
         *q = ' ';
     char line[192];
     int k = snprintf(line, sizeof line, "-ERR %s%s%s\r\n", before, name, after);
-    (void)evl_write(c, line, (size_t)k);
+    out_add(o, line, (size_t)k);
+}
+
+/* Serves one parsed request into o. */
+static void resp_serve(struct resp_out *o, const struct resp_request *r)
+{
+    switch (resp_command(r)) {
+    case RESP_CMD_EMPTY:
+        break;
+    case RESP_CMD_PING:
+        if (r->argc == 1)
+            out_add(o, "+PONG\r\n", 7);
+        else if (r->argc == 2)
+            resp_bulk(o, r->argv[1], r->argl[1]);
+        else
+            resp_error(o, "wrong number of arguments for '", "ping", 4, "' command");
+        break;
+    case RESP_CMD_ECHO:
+        if (r->argc == 2)
+            resp_bulk(o, r->argv[1], r->argl[1]);
+        else
+            resp_error(o, "wrong number of arguments for '", "echo", 4, "' command");
+        break;
+    case RESP_CMD_UNKNOWN: /* redis-benchmark asks CONFIG GET first: an error, not a close */
+        resp_error(o, "unknown command '", r->argv[0], r->argl[0], "'");
+        break;
+    }
 }
 
 void on_read_resp(evl_conn *c)
 {
-    size_t len;
-    const char *p = evl_data(c, &len);
-    if (len == 0)
-        return;
-    struct resp_request r;
-    switch (resp_parse(p, len, &r)) {
-    case RESP_NEED_MORE:
-        return;
-    case RESP_ERR:
-        resp_error(c, "Protocol error: ", r.error, strlen(r.error), "");
-        evl_close(c);
-        return;
-    case RESP_OK:
-        break;
+    struct resp_out o = {.c = c, .n = 0};
+    const evl_options *opt = evl_get_options(evl_loop_of(c));
+    for (int i = 0; i < RESP_BATCH; i++) {
+        size_t len;
+        const char *p = evl_data(c, &len);
+        if (len == 0)
+            break;
+        struct resp_request r;
+        enum resp_status st = resp_parse(p, len, &r);
+        if (st == RESP_NEED_MORE)
+            break;
+        if (st == RESP_ERR) {
+            resp_error(&o, "Protocol error: ", r.error, strlen(r.error), "");
+            out_flush(&o);
+            evl_close(c);
+            return;
+        }
+        resp_serve(&o, &r); /* copies what it needs of argv (the input) */
+        evl_consume(c, r.consumed);
+        if (evl_pending(c) >= opt->wbuf_high)
+            break; /* a client that does not read: the library pauses it */
     }
-    switch (resp_command(&r)) {
-    case RESP_CMD_EMPTY:
-        break;
-    case RESP_CMD_PING:
-        if (r.argc == 1)
-            (void)evl_write(c, "+PONG\r\n", 7);
-        else if (r.argc == 2)
-            resp_bulk(c, r.argv[1], r.argl[1]);
-        else
-            resp_error(c, "wrong number of arguments for '", "ping", 4, "' command");
-        break;
-    case RESP_CMD_ECHO:
-        if (r.argc == 2)
-            resp_bulk(c, r.argv[1], r.argl[1]);
-        else
-            resp_error(c, "wrong number of arguments for '", "echo", 4, "' command");
-        break;
-    case RESP_CMD_UNKNOWN: /* redis-benchmark asks CONFIG GET first: an error, not a close */
-        resp_error(c, "unknown command '", r.argv[0], r.argl[0], "'");
-        break;
-    }
-    evl_consume(c, r.consumed); /* after the reply: argv points into the input */
+    out_flush(&o);
 }
 
 /* ---- http ----------------------------------------------------------------- */
