@@ -42,7 +42,7 @@ static const char usage_text[] =
     "  --seed N          base of the BLAST seeds (1)\n"
     "observation and verdict:\n"
     "  --server-pid P    sample /proc/P (RSS, CPU time) every 100 ms\n"
-    "  --max-p99-ms X    probe p99 (and fanout delivery p99) limit (500)\n"
+    "  --max-p99-ms X    probe p99 (and fanout delivery p99) limit (250)\n"
     "  --max-ms X        probe max limit (2000)\n"
     "  --max-rss-mb X    server peak RSS limit (512)\n"
     "  --timeout S       hard deadline: load phase + S seconds (60)\n"
@@ -139,7 +139,7 @@ static void parse_args(int argc, char **argv, struct cli *c)
     *o = (struct opts){.conns = -1, .seconds = -1, .bytes = -1, .rate = -1, .stall_ms = -1,
                        .stalled_pct = -1, .paced_pct = -1, .msg_bytes = -1, .hold_ms = -1,
                        .probe_ms = 5, .rcvbuf = 65536, .timeout_s = 60, .settle_ms = 5000,
-                       .max_p99_ms = 500, .max_ms = 2000, .max_rss_mb = 512, .seed = 1};
+                       .max_p99_ms = 250, .max_ms = 2000, .max_rss_mb = 512, .seed = 1};
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             fputs(usage_text, stdout);

@@ -70,13 +70,13 @@ if [ "$quick" = 1 ]; then
     FAN=(--conns 150 --seconds 4 --rate 200)
     CHURN=(--conns 32 --seconds 4 --rate 150 --bytes 2M)
     FAULT=(--conns 12 --bytes 4M --seconds 3 --stall-ms 1000 --rate 512K)
-    LIMITS=(--max-p99-ms 500 --max-ms 1500 --max-rss-mb 512)
+    LIMITS=(--max-p99-ms 250 --max-ms 1500 --max-rss-mb 512)
 else
     SLOW=(--conns 300 --bytes 24M --seconds 30 --stall-ms 12000 --rate 256K)
     FAN=(--conns 400 --seconds 15 --rate 200)
     CHURN=(--conns 64 --seconds 15 --rate 400 --bytes 8M)
     FAULT=(--conns 24 --bytes 16M --seconds 4 --stall-ms 1500 --rate 1M)
-    LIMITS=(--max-p99-ms 500 --max-ms 2000 --max-rss-mb 512)
+    LIMITS=(--max-p99-ms 250 --max-ms 2000 --max-rss-mb 512)
 fi
 # Why these limits: a write that blocked on a stalled reader would stop the
 # loop until that reader wakes, --stall-ms later; --max-ms is well below it.
