@@ -251,8 +251,8 @@ evl_conn *evl_adopt(evl_loop *l, int fd)
  * on_close may kill others: they are reaped in the same pass. */
 static void reap(evl_loop *l)
 {
-    if (l->reaping)
-        return;
+    if (l->reaping || !l->kill_head)
+        return; /* called after every event: the common case is nothing */
     l->reaping = 1;
     while (l->kill_head) {
         evl_conn *c = l->kill_head;
