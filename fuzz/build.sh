@@ -33,8 +33,11 @@ done
 ar rcs "$work/libevloop.a" "$work"/lib_*.o
 
 targets=(fuzz_buf fuzz_loop)
-declare -A extra=([fuzz_buf]="" [fuzz_loop]="" [fuzz_cmd]="tools/testsrv/cmd.c")
+declare -A extra=([fuzz_buf]="" [fuzz_loop]="" [fuzz_cmd]="tools/testsrv/cmd.c"
+                  [fuzz_resp]="tools/testsrv/resp.c" [fuzz_http]="tools/testsrv/http.c")
 [ -f tools/testsrv/cmd.c ] && targets+=(fuzz_cmd)
+[ -f tools/testsrv/resp.c ] && targets+=(fuzz_resp)
+[ -f tools/testsrv/http.c ] && targets+=(fuzz_http)
 
 for t in "${targets[@]}"; do
   objs=("$work/$t.o")

@@ -17,10 +17,13 @@ FUZZ_KNOWN      ?=
 FUZZ_DIR        := $(BUILD)/fuzz
 AFL_DIR         := $(BUILD)/afl
 
-# fuzz_cmd needs the test server's parser; until it exists the others run.
-FUZZ_CMD_SRC := $(wildcard tools/testsrv/cmd.c)
-FUZZ_TARGETS := fuzz_buf fuzz_loop $(if $(FUZZ_CMD_SRC),fuzz_cmd)
-FUZZ_HDRS    := fuzz/fuzz_common.h $(LIB_HDRS) $(wildcard tools/testsrv/cmd.h)
+# The parser targets need the test server's parsers.
+FUZZ_CMD_SRC  := $(wildcard tools/testsrv/cmd.c)
+FUZZ_RESP_SRC := $(wildcard tools/testsrv/resp.c)
+FUZZ_HTTP_SRC := $(wildcard tools/testsrv/http.c)
+FUZZ_TARGETS := fuzz_buf fuzz_loop $(if $(FUZZ_CMD_SRC),fuzz_cmd) $(if $(FUZZ_RESP_SRC),fuzz_resp) \
+                $(if $(FUZZ_HTTP_SRC),fuzz_http)
+FUZZ_HDRS    := fuzz/fuzz_common.h $(LIB_HDRS) $(wildcard tools/testsrv/cmd.h tools/testsrv/resp.h tools/testsrv/http.h)
 
 # Sanitizers as in build/asan; the library gets coverage instrumentation too
 # (fuzzer-no-link), so the fuzzer is guided by the library's branches.
@@ -31,8 +34,11 @@ FUZZ_LDFLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 fuzz_deps_fuzz_buf  :=
 fuzz_deps_fuzz_loop :=
 fuzz_deps_fuzz_cmd  := $(FUZZ_CMD_SRC)
+fuzz_deps_fuzz_resp := $(FUZZ_RESP_SRC)
+fuzz_deps_fuzz_http := $(FUZZ_HTTP_SRC)
 
-WERROR_SRCS   += fuzz/fuzz_buf.c fuzz/fuzz_loop.c $(if $(FUZZ_CMD_SRC),fuzz/fuzz_cmd.c)
+WERROR_SRCS   += fuzz/fuzz_buf.c fuzz/fuzz_loop.c $(if $(FUZZ_CMD_SRC),fuzz/fuzz_cmd.c) \
+                 $(if $(FUZZ_RESP_SRC),fuzz/fuzz_resp.c) $(if $(FUZZ_HTTP_SRC),fuzz/fuzz_http.c)
 CHECK_TARGETS += fuzz-smoke
 
 .PHONY: fuzz fuzz-build fuzz-smoke fuzz-afl fuzz-afl-build fuzz-ossfuzz-test fuzz-clean
