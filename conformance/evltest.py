@@ -8,17 +8,28 @@ use it directly:
     pattern()   the BLAST byte pattern, to verify every byte of a stream
     cpu_seconds(pid)  user+system CPU time of a process (/proc/<pid>/stat)
     wait_for()  poll a condition with a deadline
+    ready()     n clients, each known to be accepted (a PING answered)
+    cpu_used(), proc_state(), linger0_close(), push_until_blocked(),
+    ping_rtts(), san_env(): see their docstrings
+
+STATS consistency: Server.settled_stats() waits (bounded) until the server
+is at rest: conns == accepted - closed == the expected number, nothing
+pending (wbuf_bytes, rbuf_bytes, outbox_bytes all 0). conftest's
+start_server fixture calls it at the end of every test for every server
+still running, so no scenario can forget it.
 
 Conventions: addresses are 127.0.0.1 or unix sockets only; every process a
 test starts is stopped by its PID; timeouts raise AssertionError (a failed
 test), never hang.
 """
 
+import contextlib
 import json
 import os
 import select
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -33,6 +44,19 @@ SAN_ENV = {
                     "detect_stack_use_after_return=1",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
 }
+
+
+
+def san_env(detect_leaks=True, base=None):
+    """The sanitizer variables for a server: the caller's (the Makefile's) or
+    SAN_ENV's; detect_leaks=False appends detect_leaks=0 (LeakSanitizer does
+    not work under ptrace, so strace-wrapped servers need it)."""
+    base = os.environ if base is None else base
+    env = {k: base.get(k, v) for k, v in SAN_ENV.items()}
+    if not detect_leaks:
+        env["ASAN_OPTIONS"] += ":detect_leaks=0"
+    return env
+
 
 START_TIMEOUT = 15.0   # seconds to print LISTENING (ASan start is slow)
 STOP_TIMEOUT = 15.0    # seconds to exit after SIGTERM
@@ -65,6 +89,89 @@ def wait_for(cond, timeout=5.0, interval=0.02, what="condition"):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def proc_state(pid):
+    """The state letter of pid (R, S, T...) from /proc/<pid>/stat; None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
+def cpu_used(srv, seconds):
+    """CPU seconds srv's process used over the next `seconds` of wall time
+    (the test sleeps meanwhile: a server with nothing to do should use ~0;
+    one that spins uses about `seconds`)."""
+    cpu0 = srv.cpu_seconds()
+    time.sleep(seconds)
+    return srv.cpu_seconds() - cpu0
+
+
+def linger0_close(sock):
+    """Closes sock with SO_LINGER 0: the kernel sends an RST, not a FIN."""
+    if isinstance(sock, Client):
+        sock = sock.sock
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def push_until_blocked(sock, data, seconds=2.0, quiet=0.5):
+    """Sends data without blocking until all is sent, or the peer has taken
+    nothing for `quiet` seconds (it stopped reading), or `seconds` passed.
+    Returns the number of bytes sent. The socket is left blocking."""
+    if isinstance(sock, Client):
+        sock = sock.sock
+    sock.setblocking(False)
+    sent = 0
+    view = memoryview(data)
+    deadline = time.monotonic() + seconds
+    last_progress = time.monotonic()
+    try:
+        while sent < len(data):
+            now = time.monotonic()
+            if now > deadline or now - last_progress > quiet:
+                break
+            try:
+                n = sock.send(view[sent:sent + (256 << 10)])
+            except BlockingIOError:
+                select.select([], [sock], [], 0.05)
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += n
+            last_progress = time.monotonic()
+    finally:
+        try:
+            sock.setblocking(True)
+        except OSError:
+            pass
+    return sent
+
+
+def ping_rtts(client, count=None, seconds=None, timeout=2.0):
+    """PING round trips on client (count of them, or for `seconds`), in
+    seconds. Each reply must come within timeout (a loop blocked by another
+    connection fails here instead of hanging)."""
+    rtts = []
+    deadline = time.monotonic() + (seconds or 0)
+    while (count is not None and len(rtts) < count) or \
+          (seconds is not None and time.monotonic() < deadline):
+        t0 = time.monotonic()
+        got = client.cmd("PING", timeout=timeout)
+        rtts.append(time.monotonic() - t0)
+        assert got == "PONG", f"PING answered {got!r}"
+    return rtts
+
+
+def ready(srv, n=1, **kw):
+    """n clients, each known to be accepted (a PING answered)."""
+    cs = [srv.connect(**kw) for _ in range(n)]
+    for c in cs:
+        assert c.cmd("PING") == "PONG"
+    return cs
 
 
 # ---- the BLAST pattern --------------------------------------------------
@@ -227,34 +334,72 @@ class Server:
     start() launches it with the given flags plus "--port 0" (unless a
     --port, --listen or --unix flag is given) and waits for its LISTENING
     line. stop() sends SIGTERM to its PID and returns its exit code, killing
-    it if it does not exit within STOP_TIMEOUT (the code is then None)."""
+    it if it does not exit within STOP_TIMEOUT (the code is then None).
 
-    def __init__(self, flags=()):
+    wrapper: a command prefix (["strace", "-f", ...], ["fiu-run", "-x", ...]);
+    pid is then the server's own PID (a child of strace is found through
+    /proc), proc the wrapper's process, whose exit code is the server's.
+    env: variables for the server on top of the caller's and san_env().
+
+    Clients made by connect() are remembered; settled_stats() (and the
+    fixture's end-of-test check) closes them first."""
+
+    def __init__(self, flags=(), wrapper=(), env=None):
         self.flags = list(flags)
+        self.wrapper = list(wrapper)
+        self.env = dict(env or {})
         self.port = None       # TCP port, or None for --unix
         self.path = None       # unix socket path, or None
         self.proc = None
         self.pid = None
         self.returncode = None
         self.waited = False    # the test stopped or waited for it itself
+        self.clients = []      # every Client from connect()
+        self.expect_conns = 0  # test connections meant to stay open at the end
+        mode = self.flags[self.flags.index("--mode") + 1] if "--mode" in self.flags[:-1] else "cmd"
+        self.check_stats = mode == "cmd"  # STATS exists in cmd mode only
         self._stderr = tempfile.TemporaryFile()
 
     def __iter__(self):
         return iter((self.port, self.pid, self.proc))
 
     def start(self, expect_listen=True):
-        args = [server_path()] + self.flags
+        args = self.wrapper + [server_path()] + self.flags
         if not any(f.split("=")[0] in ("--port", "--listen", "--unix") for f in self.flags):
             args += ["--port", "0"]
         env = dict(os.environ)
-        for k, v in SAN_ENV.items():
-            env.setdefault(k, v)
+        env.update(san_env())
+        env.update(self.env)
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=self._stderr, env=env, cwd=ROOT)
         self.pid = self.proc.pid
         if expect_listen:
             self._read_listening()
+            if self.wrapper:
+                self.pid = self._server_pid()
         return self
+
+    def _server_pid(self):
+        """The server under a wrapper: the wrapper itself if it exec'd the
+        server (fiu-run), else its child running the server (strace)."""
+        want = os.path.realpath(server_path())
+
+        def exe(pid):
+            try:
+                return os.path.realpath(f"/proc/{pid}/exe")
+            except OSError:
+                return None
+
+        def find():
+            if exe(self.proc.pid) == want:
+                return self.proc.pid
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except OSError:
+                return None
+            return next((k for k in kids if exe(k) == want), None)
+        return wait_for(find, timeout=5, what="the server's PID under the wrapper")
 
     def _read_listening(self):
         deadline = time.monotonic() + START_TIMEOUT
@@ -262,8 +407,8 @@ class Server:
         fd = self.proc.stdout.fileno()
         while b"\n" not in out:
             left = deadline - time.monotonic()
-            ready = select.select([fd], [], [], max(left, 0))[0] if left > 0 else []
-            chunk = os.read(fd, 4096) if ready else b""
+            ready_fds = select.select([fd], [], [], max(left, 0))[0] if left > 0 else []
+            chunk = os.read(fd, 4096) if ready_fds else b""
             if not chunk:
                 self.kill()
                 raise AssertionError(f"no LISTENING line from {self.flags} "
@@ -282,27 +427,88 @@ class Server:
         return self._stderr.read().decode("utf-8", "replace")
 
     def connect(self, **kw):
-        """A new Client on the server's address."""
-        if self.path:
-            return Client.unix(self.path, **kw)
-        return Client.tcp(self.port, **kw)
+        """A new Client on the server's address (remembered, see close_clients)."""
+        c = Client.unix(self.path, **kw) if self.path else Client.tcp(self.port, **kw)
+        self.clients.append(c)
+        return c
+
+    def close_clients(self):
+        """Closes every Client that connect() made (closing twice is harmless)."""
+        for c in self.clients:
+            c.close()
+        self.clients = []
 
     def stats(self):
         """STATS over a fresh connection, as a dict."""
-        c = self.connect()
+        c = Client.unix(self.path) if self.path else Client.tcp(self.port)
         try:
             return json.loads(c.cmd("STATS"))
         finally:
             c.close()
 
+    def settled_stats(self, conns=None, timeout=10.0, close_clients=True):
+        """Waits until the server is at rest and consistent, returns STATS.
+
+        At rest: conns == accepted - closed == conns (default expect_conns)
+        besides the STATS connection itself, and nothing pending anywhere:
+        wbuf_bytes, rbuf_bytes and outbox_bytes are 0. The test's clients
+        from connect() are closed first (close_clients=False keeps them:
+        then pass conns). Bounded: 10 s (an ASan server closes thousands
+        of connections in well under a second); a failure names the last
+        STATS seen."""
+        if close_clients:
+            self.close_clients()
+        want = (self.expect_conns if conns is None else conns) + 1
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            if not self.alive():
+                raise AssertionError(f"the server exited ({self.proc.returncode}) before its "
+                                     f"counters settled; stderr:\n{self.stderr()[-3000:]}")
+            try:
+                st = self.stats()
+            except (OSError, AssertionError, ValueError) as e:
+                st, last = None, f"STATS failed: {e!r}"
+            if st is not None:
+                last = st
+                if (st["accepted"] - st["closed"] == st["conns"] == want
+                        and st["wbuf_bytes"] == 0 and st["rbuf_bytes"] == 0
+                        and st.get("outbox_bytes", 0) == 0):
+                    return st
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"STATS did not settle within {timeout} s: want conns == accepted - "
+                    f"closed == {want} (incl. the STATS connection) and nothing pending; "
+                    f"last: {last}")
+            time.sleep(0.05)
+
     def cpu_seconds(self):
         return cpu_seconds(self.pid)
+
+    def fd_count(self):
+        """Open fds of the server process."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     def alive(self):
         return self.proc.poll() is None
 
     def send_signal(self, sig):
         os.kill(self.pid, sig)
+
+    @contextlib.contextmanager
+    def stopped(self):
+        """SIGSTOP while the block runs, SIGCONT after it (both by PID). The
+        kernel keeps receiving for the stopped server, so everything sent in
+        the block reaches it as one batch of events (order: ready order)."""
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: proc_state(self.pid) in ("T", "t", None), timeout=5,
+                     interval=0.002, what="the server to stop (SIGSTOP)")
+            yield
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
+            wait_for(lambda: proc_state(self.pid) not in ("T", "t"), timeout=5,
+                     interval=0.002, what="the server to continue (SIGCONT)")
 
     def wait(self, timeout=STOP_TIMEOUT):
         """Exit code, or None after killing a process that did not exit."""
@@ -317,16 +523,24 @@ class Server:
     def stop(self, sig=signal.SIGTERM):
         """SIGTERM (or sig) to the PID; the exit code (None: had to kill)."""
         if self.proc.poll() is None:
-            os.kill(self.pid, sig)
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
         return self.wait()
 
     def kill(self):
         if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
+            for pid in {self.pid, self.proc.pid}:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self.proc.wait()
 
     def close(self):
         self.kill()
+        self.close_clients()
         if self.proc.stdout:
             self.proc.stdout.close()
         self._stderr.close()
