@@ -118,8 +118,7 @@ def test_resp_malformed_error_then_close(resp, bad):
 
 
 def test_resp_redis_benchmark(resp):
-    if not shutil.which("redis-benchmark"):
-        pytest.skip("redis-benchmark not installed (tools/deps.sh bench)")
+    assert shutil.which("redis-benchmark"), "redis-benchmark not installed: run tools/deps.sh conformance"
     for extra in ([], ["-P", "16"]):
         out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(resp.port),
                               "-t", "ping_inline,ping_mbulk", "-n", "2000", "-q"] + extra,
@@ -244,8 +243,7 @@ def test_http_malformed_error_then_close(http, req, code):
 
 
 def test_http_wrk(http):
-    if not shutil.which("wrk"):
-        pytest.skip("wrk not installed (tools/deps.sh bench)")
+    assert shutil.which("wrk"), "wrk not installed: run tools/deps.sh conformance"
     out = subprocess.run(["wrk", "-t", "1", "-c", "4", "-d", "2",
                           "http://127.0.0.1:%d/" % http.port],
                          capture_output=True, text=True, timeout=60)

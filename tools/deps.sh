@@ -8,7 +8,7 @@ set -euo pipefail
 declare -A GROUP=(
   [build]="make gcc clang zlib1g-dev libclang-rt-14-dev"
   [unit]="libcmocka-dev valgrind"
-  [conformance]="socat python3-pytest procps util-linux strace fiu-utils"
+  [conformance]="socat python3-pytest procps util-linux strace fiu-utils redis-tools wrk"
   [stress]="socat fiu-utils strace gnuplot"
   [fuzz]="afl++ zip"
   [lint]="cppcheck clang-tidy"
