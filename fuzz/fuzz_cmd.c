@@ -171,6 +171,16 @@ static enum cmd_status parse_checked(const char *b, size_t len, struct cmd *out)
     return st;
 }
 
+static bool parse_step(const char *b, size_t len, bool checked, size_t *consumed)
+{
+    struct cmd c;
+    enum cmd_status st = checked ? parse_checked(b, len, &c) : cmd_parse(b, len, &c);
+    if (!(st != CMD_NEED_MORE && st != CMD_ERR_TOO_LONG))
+        return false;
+    *consumed = c.consumed; /* set only with a request */
+    return true;
+}
+
 static void check_input(const char *b, size_t len)
 {
     struct cmd c;
@@ -189,15 +199,7 @@ static void check_input(const char *b, size_t len)
     /* The server's loop: every parse that returns a line moves forward.
      * The first lines against the model; the rest (a long run of '\n' makes
      * 64 Ki of them) only for progress, without the copies. */
-    size_t off = 0;
-    int checked = len > 4096 ? 4 : 64; /* each check copies the rest */
-    for (int i = 0;; i++) {
-        st = i < checked ? parse_checked(b + off, len - off, &c) : cmd_parse(b + off, len - off, &c);
-        if (st == CMD_NEED_MORE || st == CMD_ERR_TOO_LONG)
-            break;
-        FZ_CHECK(c.consumed > 0 && c.consumed <= len - off, "no progress at offset %zu", off);
-        off += c.consumed;
-    }
+    fz_parse_loop(b, len, len > 4096 ? 4 : 64, parse_step); /* each check copies the rest */
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -104,6 +104,24 @@ __attribute__((format(printf, 1, 2), noreturn)) static inline void fz_fail(const
             fz_fail(__VA_ARGS__);    \
     } while (0)
 
+/* One step of a server's read loop over pipelined input: parses the first
+ * request of b[0, len); false to stop (incomplete, or an error that ends the
+ * connection), else true with its size in *consumed. checked: also hold it
+ * to the target's model or invariants (which costs a copy). */
+typedef bool (*fz_parse_step)(const char *b, size_t len, bool checked, size_t *consumed);
+
+/* The server's loop: parse, drop what was consumed, again. Every request
+ * must move forward within the input, which also ends the loop. The first
+ * `checked` steps are checked in full, the rest only for progress. */
+static inline void fz_parse_loop(const char *b, size_t len, int checked, fz_parse_step step)
+{
+    size_t off = 0, n = 0;
+    for (int i = 0; step(b + off, len - off, i < checked, &n); i++) {
+        FZ_CHECK(n > 0 && n <= len - off, "no progress at offset %zu", off);
+        off += n;
+    }
+}
+
 /* FUZZ_TRACE=1 in the environment: the targets narrate what they do, to
  * read a crash's input as a story. Off, it costs one branch. */
 static inline bool fz_tracing(void)

@@ -70,6 +70,16 @@ static int bytes_model(const struct http_request *r, uint64_t *n)
     return 1;
 }
 
+static bool parse_step(const char *b, size_t len, bool checked, size_t *consumed)
+{
+    struct http_request r;
+    enum http_status st = checked ? parse_checked(b, len, &r) : http_parse(b, len, &r);
+    if (!(st == HTTP_OK))
+        return false;
+    *consumed = r.consumed; /* set only with a request */
+    return true;
+}
+
 static void check_input(const char *b, size_t len)
 {
     struct http_request r, r2;
@@ -87,14 +97,7 @@ static void check_input(const char *b, size_t len)
         FZ_CHECK(got == want && (got != 1 || n == m), "http_bytes_target %d (%llu), model %d (%llu)", got,
                  (unsigned long long)n, want, (unsigned long long)m);
     }
-    size_t off = 0;
-    for (int i = 0; i < 100000; i++) {
-        st = i < 32 ? parse_checked(b + off, len - off, &r) : http_parse(b + off, len - off, &r);
-        if (st != HTTP_OK)
-            break;
-        FZ_CHECK(r.consumed > 0 && r.consumed <= len - off, "no progress at offset %zu", off);
-        off += r.consumed;
-    }
+    fz_parse_loop(b, len, 32, parse_step);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

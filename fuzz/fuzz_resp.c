@@ -90,6 +90,16 @@ static void round_trip(const struct resp_request *r)
     free(enc);
 }
 
+static bool parse_step(const char *b, size_t len, bool checked, size_t *consumed)
+{
+    struct resp_request r;
+    enum resp_status st = checked ? parse_checked(b, len, &r) : resp_parse(b, len, &r);
+    if (!(st == RESP_OK))
+        return false;
+    *consumed = r.consumed; /* set only with a request */
+    return true;
+}
+
 static void check_input(const char *b, size_t len)
 {
     struct resp_request r, r2;
@@ -103,14 +113,7 @@ static void check_input(const char *b, size_t len)
                  r.consumed, r2.consumed);
         round_trip(&r);
     }
-    size_t off = 0;
-    for (int i = 0; i < 100000; i++) {
-        st = i < 32 ? parse_checked(b + off, len - off, &r) : resp_parse(b + off, len - off, &r);
-        if (st != RESP_OK)
-            break;
-        FZ_CHECK(r.consumed > 0 && r.consumed <= len - off, "no progress at offset %zu", off);
-        off += r.consumed;
-    }
+    fz_parse_loop(b, len, 32, parse_step);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

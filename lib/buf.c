@@ -58,6 +58,16 @@ static int make_room(evl__buf *b, size_t n)
     return relocate(b, pow2_at_least(want));
 }
 
+/* Gives memory back once the content is small beside the region, keeping
+ * cap <= 4*len + SLACK; the copy is paid for by the bytes consumed (or the
+ * room reserved and not used) since the region was sized. On ENOMEM the old
+ * region stays. */
+static void shrink_if_sparse(evl__buf *b)
+{
+    if (b->cap > 4 * b->len + EVL__BUF_SLACK)
+        (void)relocate(b, pow2_at_least(2 * b->len));
+}
+
 int evl__buf_append(evl__buf *b, const void *p, size_t n)
 {
     if (n == 0)
@@ -84,10 +94,7 @@ void evl__buf_commit(evl__buf *b, size_t n)
         evl__buf_free(b); /* a reserve that read nothing keeps no memory */
         return;
     }
-    /* A large reserve that received little would break cap <= 4*len + SLACK;
-     * give the rest back, as consume does. */
-    if (b->cap > 4 * b->len + EVL__BUF_SLACK)
-        (void)relocate(b, pow2_at_least(2 * b->len));
+    shrink_if_sparse(b); /* a large reserve that received little */
 }
 
 void evl__buf_consume(evl__buf *b, size_t n)
@@ -99,10 +106,7 @@ void evl__buf_consume(evl__buf *b, size_t n)
         evl__buf_free(b);
         return;
     }
-    /* Give memory back once the content is small beside the region; the
-     * copy is paid for by the bytes consumed since the region was sized. */
-    if (b->cap > 4 * b->len + EVL__BUF_SLACK)
-        (void)relocate(b, pow2_at_least(2 * b->len)); /* on ENOMEM keep the old one */
+    shrink_if_sparse(b);
 }
 
 ssize_t evl__buf_drain(evl__buf *b, evl__writer_fn w, void *ctx, size_t budget)
