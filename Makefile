@@ -61,17 +61,17 @@ $(ASAN)/libevloop.a: $(LIB_SRCS:$(LIB)/%.c=$(ASAN)/obj/%.o)
 
 # Every C file of the project, warning-free under gcc and clang at -O2
 # (some warnings only appear with optimisation).
-werror: | deps-build
+werror: | deps-build deps-headers
 	@set -e; for cc in gcc clang; do for f in $(WERROR_SRCS); do \
 	  $$cc $(BASE_CFLAGS) -O2 -Werror -c $$f -o /dev/null || { echo "werror: $$cc $$f"; exit 1; }; \
 	done; echo "werror: $$cc clean on $(words $(WERROR_SRCS)) files"; done
 
 # The gate (SPEC §8): every stage, timed, with a summary table and reports.
-check: | deps-build
+check: | deps-gate
 	@ci/gate.sh $(GATE_ARGS)
 
 # Static analysis: zero findings (suppressions carry their reason).
-lint: | deps-lint
+lint: | deps-lint deps-headers
 	cppcheck -q --enable=warning,style,performance,portability --std=c11 -D_GNU_SOURCE \
 	  --inline-suppr --error-exitcode=1 -I$(LIB) $(WERROR_SRCS)
 	clang-tidy --quiet $(WERROR_SRCS) -- $(BASE_CFLAGS)

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the make targets need, and nothing else.
-# Usage: tools/deps.sh [group...]   groups: build unit conformance stress fuzz bench all
+# Usage: tools/deps.sh [group...]
+#   groups: build unit conformance stress fuzz lint bench, and
+#   gate  every package any stage of ci/gate.sh (make check) needs: installed
+#         once, before the first stage, so a fresh machine passes first time
+#         (the build stage compiles every C file: lib/test needs cmocka.h,
+#         bench/peers needs uv.h, event.h, ev.h)
+#   all   every group
 # Called by make before each target; a no-op when everything is present.
 # Not root: prints the exact apt-get line and exits 1 (make stops).
 set -euo pipefail
@@ -8,16 +14,20 @@ set -euo pipefail
 declare -A GROUP=(
   [build]="make gcc clang zlib1g-dev libclang-rt-14-dev"
   [unit]="libcmocka-dev valgrind"
-  [conformance]="socat python3-pytest procps util-linux strace fiu-utils redis-tools wrk"
+  [conformance]="socat python3-pytest procps util-linux iproute2 strace fiu-utils redis-tools wrk"
   [stress]="socat fiu-utils strace gnuplot"
   [fuzz]="afl++ zip"
   [lint]="cppcheck clang-tidy"
+  [headers]="libcmocka-dev libuv1-dev libevent-dev libev-dev"
   [bench]="libuv1-dev libevent-dev libev-dev redis-server redis-tools nginx-light wrk valgrind gnuplot slowhttptest"
 )
 
 groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=(build)
-if [ "${groups[0]}" = all ]; then groups=("${!GROUP[@]}"); fi
+case "${groups[0]}" in
+  all) groups=("${!GROUP[@]}") ;;
+  gate) groups=(build headers unit conformance stress fuzz lint) ;;
+esac
 
 want=()
 for g in "${groups[@]}"; do
