@@ -31,6 +31,7 @@ ASAN_CFLAGS := $(BASE_CFLAGS) -O1 $(SAN_FLAGS)
 # Leaks are failures; every sanitizer error aborts the process (non-zero).
 export ASAN_OPTIONS  ?= detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS  ?= halt_on_error=1
 
 LIB_SRCS := $(sort $(wildcard $(LIB)/*.c))
 LIB_HDRS := $(wildcard $(LIB)/*.h)

@@ -45,20 +45,23 @@ static void update_interest(evl_conn *c)
     if (c->killed)
         return;
     uint32_t want = 0;
-    if (c->closing) {
+    if (c->connecting) {
+        want = EVL__OUT; /* writable = the connect finished, either way */
+    } else if (c->closing) {
         /* Read and discard while closing: it is how the peer's EOF (or
          * reset) is seen, and what keeps close() from sending an RST. */
         if (!c->peer_eof)
-            want |= EPOLLIN;
-    } else if (!c->peer_eof && !c->paused && c->rbuf.len < c->loop->o.rbuf_max) {
-        want |= EPOLLIN;
+            want |= EVL__IN;
+    } else if (!c->peer_eof && !c->paused && !c->read_paused &&
+               c->rbuf.len < c->loop->o.rbuf_max) {
+        want |= EVL__IN;
     }
     if (c->wbuf.len > 0)
-        want |= EPOLLOUT;
-    evl__set_interest(c->loop, &c->io, want);
+        want |= EVL__OUT;
+    (void)evl__poll_set(c->loop, &c->io, want);
 }
 
-evl_conn *evl__conn_new(evl_loop *l, int fd)
+evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting)
 {
     evl_conn *c = calloc(1, sizeof *c);
     if (!c)
@@ -66,30 +69,36 @@ evl_conn *evl__conn_new(evl_loop *l, int fd)
     c->io.fd = fd;
     c->io.kind = EVL__CONN;
     c->loop = l;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &c->io};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    c->h = &l->h;
+    c->connecting = connecting;
+    if (evl__poll_set(l, &c->io, connecting ? EVL__OUT : EVL__IN) < 0) {
         free(c);
         return NULL;
     }
-    c->io.events = EPOLLIN;
     if (evl__fdtab_put(l, &c->io) < 0) {
-        (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        evl__poll_forget(l, &c->io);
         free(c);
         return NULL;
     }
     c->stamp = l->now;
     evl__list_append(&l->active, &c->link);
+    if (l->o.idle_timeout_ms > 0)
+        evl__timer_ensure(&l->idle_timer, c->stamp + (uint64_t)l->o.idle_timeout_ms);
     return c;
 }
 
 /* ---- closing ------------------------------------------------------------ */
 
-void evl__conn_kill(evl_conn *c)
+void evl__conn_kill(evl_conn *c, int reason, int err)
 {
     if (c->killed)
         return;
     evl_loop *l = c->loop;
     c->killed = 1;
+    if (c->reason == EVL_CLOSE_OPEN) {
+        c->reason = (uint8_t)reason;
+        c->err = err;
+    }
     evl__list_unlink(&c->link);
     evl__list_unlink(&c->ready);
     c->next_kill = NULL;
@@ -102,13 +111,17 @@ void evl__conn_kill(evl_conn *c)
 void evl__conn_reap(evl_conn *c)
 {
     evl_loop *l = c->loop;
-    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->io.fd, NULL);
+    evl__poll_forget(l, &c->io);
     l->fdtab[c->io.fd] = NULL;
+    if (c->connect_timer) {
+        evl_timer_free(c->connect_timer);
+        c->connect_timer = NULL;
+    }
     if (c->refused) {
         l->st.rejected++;
     } else {
-        if (l->h.on_close)
-            l->h.on_close(c);
+        if (c->h->on_close)
+            c->h->on_close(c);
         l->st.closed++;
         l->st.conns--;
     }
@@ -123,7 +136,7 @@ static void finish_close(evl_conn *c)
 {
     assert(c->closing && c->wbuf.len == 0);
     if (c->peer_eof || c->broken || c->loop->stopping) {
-        evl__conn_kill(c);
+        evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
         return;
     }
     /* Send our FIN, then wait for the peer's: closing with input unread
@@ -139,6 +152,7 @@ void evl_close(evl_conn *c)
         return;
     evl_loop *l = c->loop;
     c->closing = 1;
+    c->reason = l->stopping ? EVL_CLOSE_STOP : EVL_CLOSE_LOCAL;
     evl__buf_free(&c->rbuf);
     c->view = NULL;
     c->view_len = 0;
@@ -146,19 +160,22 @@ void evl_close(evl_conn *c)
     evl__list_unlink(&c->link);
     c->stamp = l->now + (uint64_t)l->o.close_timeout_ms;
     evl__list_append(&l->closing, &c->link);
+    evl__timer_ensure(&l->close_timer, c->stamp);
     if (c->wbuf.len == 0)
         finish_close(c);
     else
         update_interest(c);
 }
 
-void evl_abort(evl_conn *c) { evl__conn_kill(c); }
+void evl_abort(evl_conn *c) { evl__conn_kill(c, EVL_CLOSE_ABORT, 0); }
 
 /* The socket failed: nothing more can be sent, so pending output is dropped;
  * input already received is still delivered (see peer_eof handling). */
-static void set_broken(evl_conn *c)
+static void set_broken(evl_conn *c, int err)
 {
     c->broken = 1;
+    if (!c->err)
+        c->err = err;
     c->peer_eof = 1;
     evl__buf_free(&c->wbuf);
 }
@@ -172,13 +189,16 @@ static void check_eof_done(evl_conn *c)
         return;
     if (c->closing) {
         if (c->lingering || c->broken)
-            evl__conn_kill(c);
+            evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
         return;
     }
     /* A hold waits for a reply that can still be sent: not after a reset. */
     if (evl__linked(&c->ready) || c->wbuf.len > 0 || (c->holds > 0 && !c->broken))
         return;
-    evl__conn_kill(c);
+    if (c->broken)
+        evl__conn_kill(c, EVL_CLOSE_RESET, c->err);
+    else
+        evl__conn_kill(c, EVL_CLOSE_EOF, 0);
 }
 
 /* ---- input -------------------------------------------------------------- */
@@ -187,15 +207,15 @@ void evl__conn_deliver(evl_conn *c)
 {
     evl_loop *l = c->loop;
     size_t before = evl__conn_input_len(c);
-    if (before > 0 && !c->killed && !c->closing && !c->paused) {
+    if (before > 0 && !c->killed && !c->closing && !c->paused && !c->read_paused) {
         c->dispatched = l->iter;
-        if (l->h.on_read)
-            l->h.on_read(c);
+        if (c->h->on_read)
+            c->h->on_read(c);
         size_t after = evl__conn_input_len(c);
         /* Keep only the unconsumed tail of input shown in place. */
         if (c->view) {
             if (after > 0 && !c->killed && evl__buf_append(&c->rbuf, c->view, after) < 0)
-                evl__conn_kill(c);
+                evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
             c->view = NULL;
             c->view_len = 0;
         }
@@ -206,7 +226,7 @@ void evl__conn_deliver(evl_conn *c)
                 mark_ready(c); /* pipelined input: never stranded (fault 4) */
             else if (after >= l->o.rbuf_max) {
                 l->st.overflow_closed++;
-                evl__conn_kill(c);
+                evl__conn_kill(c, EVL_CLOSE_OVERFLOW, 0);
                 return;
             }
         }
@@ -229,7 +249,7 @@ static void on_readable(evl_conn *c)
         }
         return;
     }
-    if (c->paused || c->rbuf.len >= l->o.rbuf_max)
+    if (c->paused || c->read_paused || c->connecting || c->rbuf.len >= l->o.rbuf_max)
         return; /* woken by HUP/ERR while not reading: the write side or
                    on_read must make progress first */
     size_t room = l->o.rbuf_max - c->rbuf.len;
@@ -239,7 +259,7 @@ static void on_readable(evl_conn *c)
     int in_place = c->rbuf.len == 0;
     char *dst = in_place ? l->scratch : evl__buf_reserve(&c->rbuf, want);
     if (!dst) {
-        evl__conn_kill(c);
+        evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
         return;
     }
     ssize_t n = read(c->io.fd, dst, want);
@@ -260,7 +280,7 @@ static void on_readable(evl_conn *c)
     /* EOF, or a reset: what was received is still delivered (faults 1, 5),
      * and reading stops, so level triggering cannot spin on it. */
     if (n < 0)
-        set_broken(c);
+        set_broken(c, err);
     c->peer_eof = 1;
     update_interest(c);
     check_eof_done(c);
@@ -299,8 +319,11 @@ static void spend(evl_conn *c, size_t n)
 /* A send failed for good: the connection is aborted. */
 static int fail_write(evl_conn *c, int err)
 {
-    set_broken(c);
-    evl__conn_kill(c);
+    set_broken(c, err);
+    evl__conn_kill(c, err == EVL_EOVERFLOW ? EVL_CLOSE_OVERFLOW
+                      : err == ENOMEM      ? EVL_CLOSE_NOMEM
+                                           : EVL_CLOSE_RESET,
+                   err);
     errno = err;
     return -1;
 }
@@ -323,14 +346,30 @@ static void after_drain(evl_conn *c)
     update_interest(c);
     if (c->drain_armed && c->wbuf.len <= l->o.wbuf_low) {
         c->drain_armed = 0;
-        if (l->h.on_drain)
-            l->h.on_drain(c);
+        if (c->h->on_drain)
+            c->h->on_drain(c);
     }
     check_eof_done(c);
 }
 
+/* The connect finished: SO_ERROR says how. On success the connection is
+ * like an accepted one; writes queued meanwhile go out now. */
+static void connect_done(evl_conn *c)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        err = errno;
+    evl__connect_finish(c, err);
+}
+
 static void on_writable(evl_conn *c)
 {
+    if (c->connecting) {
+        connect_done(c);
+        if (c->killed || c->wbuf.len == 0)
+            return;
+    }
     if (c->wbuf.len == 0) {
         update_interest(c);
         return;
@@ -356,11 +395,11 @@ void evl__conn_event(evl_conn *c, uint32_t events)
      * went away is delivered (fault 5); the write then finds the error. */
     if (c->killed)
         return;
-    if (events & (EPOLLERR | EPOLLHUP))
-        events |= EPOLLIN | EPOLLOUT;
-    if (events & EPOLLIN)
+    if (events & (EVL__ERR | EVL__HUP))
+        events |= EVL__IN | EVL__OUT;
+    if (events & EVL__IN)
         on_readable(c);
-    if (!c->killed && (events & EPOLLOUT))
+    if (!c->killed && (events & EVL__OUT))
         on_writable(c);
 }
 
@@ -386,7 +425,7 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
     /* Nothing queued and budget left: the socket may take it now. One send,
      * however large (the kernel takes at most its buffer); once the budget is
      * spent, writes queue until the next EPOLLOUT. */
-    if (c->wbuf.len == 0 && budget_left(c) > 0) {
+    if (c->wbuf.len == 0 && !c->connecting && budget_left(c) > 0) {
         ssize_t r;
         do {
             if (iovcnt == 1) {
@@ -470,6 +509,51 @@ void evl_wake(evl_conn *c)
 {
     if (!c->killed && !c->closing && evl__conn_input_len(c) > 0)
         mark_ready(c);
+}
+
+void evl_read_pause(evl_conn *c)
+{
+    c->read_paused = 1;
+    evl__list_unlink(&c->ready);
+    update_interest(c);
+}
+
+void evl_read_resume(evl_conn *c)
+{
+    if (!c->read_paused)
+        return;
+    c->read_paused = 0;
+    if (!c->killed && !c->closing && c->rbuf.len > 0)
+        mark_ready(c); /* input that waited is delivered without new data */
+    update_interest(c);
+}
+
+/* After a connect: interest for an open connection, a flush of what was
+ * written meanwhile happens on the EPOLLOUT that follows. */
+void evl__conn_connected(evl_conn *c)
+{
+    c->connecting = 0;
+    update_interest(c);
+}
+
+void evl_set_handler(evl_conn *c, const evl_handler *h) { c->h = h ? h : &c->loop->h; }
+int evl_close_reason(const evl_conn *c) { return c->reason; }
+int evl_close_errno(const evl_conn *c)
+{
+    return c->reason == EVL_CLOSE_RESET || c->reason == EVL_CLOSE_CONNECT ||
+                   c->reason == EVL_CLOSE_NOMEM
+               ? c->err
+               : 0;
+}
+
+const char *evl_close_reason_name(int reason)
+{
+    static const char *const names[] = {"open",     "eof",     "reset", "idle",
+                                        "overflow", "timeout", "local", "abort",
+                                        "stop",     "nomem",   "connect"};
+    if (reason < 0 || (size_t)reason >= sizeof names / sizeof names[0])
+        return "?";
+    return names[reason];
 }
 
 size_t evl_pending(const evl_conn *c) { return c->wbuf.len; }

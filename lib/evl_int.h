@@ -9,11 +9,11 @@
 
 #include <signal.h>
 #include <stdint.h>
-#include <sys/epoll.h>
 
 #define EVL__READ_MAX        ((size_t)64 << 10) /* bytes per read() */
 #define EVL__ACCEPT_BATCH    128           /* accepts per listener event */
 #define EVL__ACCEPT_PAUSE_MS 100           /* after EMFILE: retry this late */
+#define EVL__OWN_TIMERS      4             /* tick, accept, idle, close */
 
 /* An intrusive doubly linked list; a head is a link pointing at itself. */
 typedef struct evl__link {
@@ -40,7 +40,28 @@ static inline void evl__list_append(evl__link *h, evl__link *n)
 }
 #define evl__container_of(p, type, member) ((type *)(void *)((char *)(p) - offsetof(type, member)))
 
-enum evl__kind { EVL__CONN, EVL__LISTENER, EVL__EXTRA, EVL__SIGNAL };
+enum evl__kind { EVL__CONN, EVL__LISTENER, EVL__EXTRA, EVL__SIGNAL, EVL__WAKEUP };
+
+/* Readiness bits, backend-neutral (poll.c checks they equal epoll's). */
+#define EVL__IN  0x001u
+#define EVL__OUT 0x004u
+#define EVL__ERR 0x008u
+#define EVL__HUP 0x010u
+
+/* A timer: in the loop's heap while armed (slot = index + 1, 0 = not
+ * armed). The user's are allocated by evl_timer_new and listed in
+ * loop->timers; the library's own are members of the loop. */
+struct evl_timer {
+    evl_loop *loop;
+    evl_timer_fn fn;
+    void *arg;
+    uint64_t due;            /* ms, the loop's clock */
+    uint64_t every;          /* period, 0 = one-shot */
+    uint64_t seq;            /* arming order: ties, and "armed in this pass" */
+    size_t slot;
+    evl__link link;          /* in loop->timers (user timers only) */
+    unsigned user : 1;
+};
 
 /* First member of everything registered with epoll; epoll_event.data.ptr
  * points here, so an event carries its object, not a bare fd. An object
@@ -78,11 +99,17 @@ struct evl_conn {
     unsigned lingering : 1;  /* flushed and shut down; waiting for peer EOF */
     unsigned killed : 1;     /* queued for on_close and close() */
     unsigned refused : 1;    /* on_accept said no: close without on_close */
+    unsigned read_paused : 1;/* evl_read_pause */
+    unsigned connecting : 1; /* evl_connect: the connect has not finished */
+    uint8_t reason;          /* enum evl_close_reason, set by the first cause */
     unsigned holds;          /* evl_hold count: EOF does not close it */
+    int err;                 /* errno behind the close reason */
+    const evl_handler *h;    /* this connection's callbacks */
+    evl_timer *connect_timer;/* evl_connect's timeout, while connecting */
 };
 
 struct evl_loop {
-    int epfd;
+    int pollfd;                 /* the backend's fd (poll.c) */
     evl_handler h;
     void *udata;
     evl_options o;
@@ -90,7 +117,7 @@ struct evl_loop {
 
     evl__io **fdtab;            /* fd -> registered object, O(1) */
     size_t fdtab_len;
-    struct epoll_event *events;
+    void *events;               /* the backend's event batch (poll.c) */
     char *scratch;              /* read buffer shared by all connections */
 
     evl__link active;           /* open conns, least recently active first */
@@ -102,29 +129,59 @@ struct evl_loop {
     evl__io **listeners;
     size_t nlisteners;
     evl__io *sig;               /* signalfd while evl_run runs */
+    evl__io *wakeup;            /* eventfd of evl_wakeup */
 
     uint64_t now;               /* ms, CLOCK_MONOTONIC, refreshed per batch */
-    uint64_t next_tick;
-    uint64_t accept_resume;     /* 0, or when to re-arm paused listeners */
+    evl_timer **heap;           /* armed timers, a binary min-heap (timer.c) */
+    size_t nheap, heapcap;
+    uint64_t timer_seq;
+    evl__link timers;           /* every user timer, for evl_free */
+    evl_timer tick_timer;       /* on_tick, every tick_ms */
+    evl_timer accept_timer;     /* re-arms listeners paused after EMFILE */
+    evl_timer idle_timer;       /* due when the LRU head idles out */
+    evl_timer close_timer;      /* due at the first close deadline */
     uint64_t iter;
     sigset_t child_mask;        /* the mask from before evl_run blocked the
                                    stop signals (evl_child_sigmask) */
     unsigned running : 1;       /* inside evl_run */
+    unsigned woken : 1;         /* the eventfd fired: on_wakeup due */
     unsigned stop_requested : 1;
     unsigned stopping : 1;      /* graceful stop under way */
     unsigned reaping : 1;       /* inside evl__reap: no nested reaping */
 };
 
+/* poll.c: the readiness backend */
+int evl__poll_open(evl_loop *l);
+void evl__poll_close(evl_loop *l);
+int evl__poll_set(evl_loop *l, evl__io *io, uint32_t events);
+void evl__poll_forget(evl_loop *l, evl__io *io);
+int evl__poll_wait(evl_loop *l, int timeout_ms);
+evl__io *evl__poll_event(const evl_loop *l, int i, uint32_t *events);
+
+/* timer.c */
+uint64_t evl__clock_ms(void);
+void evl__timer_init(evl_loop *l, evl_timer *t, evl_timer_fn fn, void *arg);
+int evl__timer_at(evl_timer *t, uint64_t due);
+void evl__timer_ensure(evl_timer *t, uint64_t due);
+void evl__timer_stop(evl_timer *t);
+uint64_t evl__timer_next(const evl_loop *l);
+void evl__timers_run(evl_loop *l);
+void evl__timers_free(evl_loop *l);
+
 /* loop.c */
 int evl__fdtab_put(evl_loop *l, evl__io *io);
 void evl__bury(evl_loop *l, evl__io *io);
-void evl__set_interest(evl_loop *l, evl__io *io, uint32_t events);
+
 
 /* conn.c */
-evl_conn *evl__conn_new(evl_loop *l, int fd);
+evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting);
 void evl__conn_event(evl_conn *c, uint32_t events);
 void evl__conn_deliver(evl_conn *c);
-void evl__conn_kill(evl_conn *c);
+void evl__conn_kill(evl_conn *c, int reason, int err);
+void evl__conn_connected(evl_conn *c);
+
+/* connect.c */
+void evl__connect_finish(evl_conn *c, int err);
 void evl__conn_reap(evl_conn *c);
 size_t evl__conn_input_len(const evl_conn *c);
 

@@ -39,6 +39,7 @@ extern "C" {
 
 typedef struct evl_loop evl_loop;
 typedef struct evl_conn evl_conn;
+typedef struct evl_timer evl_timer;
 
 /* errno of a write refused because it would pass wbuf_max; the connection is
  * then closed and counted in overflow_closed. */
@@ -82,7 +83,39 @@ typedef struct evl_handler {
     /* Every tick_ms, measured by the clock and not by idle time, so it runs
      * under full load too (a loop that is never idle still ticks). */
     void (*on_tick)(evl_loop *l);
+
+    /* A stop began (SIGTERM, SIGINT, evl_stop): called once, before the
+     * listeners are removed and every connection is closed, so a handler
+     * can still write its goodbyes (they are flushed by the graceful
+     * close). */
+    void (*on_stop)(evl_loop *l);
+
+    /* evl_wakeup was called (from any thread) since the last call: runs on
+     * the loop's thread, once per iteration however many wakeups came. */
+    void (*on_wakeup)(evl_loop *l);
+
+    /* The connect of an evl_connect connection finished: err is 0 (the
+     * connection is now like an accepted one), or the errno of the failure
+     * (ETIMEDOUT after timeout_ms); on_close follows a failure. */
+    void (*on_connect)(evl_conn *c, int err);
 } evl_handler;
+
+/* Why a connection closed: evl_close_reason() in on_close. The first cause
+ * wins, except that a graceful close whose deadline drops pending bytes
+ * becomes EVL_CLOSE_TIMEOUT. */
+enum evl_close_reason {
+    EVL_CLOSE_OPEN = 0,   /* not closed (yet) */
+    EVL_CLOSE_EOF,        /* the peer's EOF, once everything was delivered */
+    EVL_CLOSE_RESET,      /* the socket failed (ECONNRESET, EPIPE...) */
+    EVL_CLOSE_IDLE,       /* idle_timeout_ms */
+    EVL_CLOSE_OVERFLOW,   /* rbuf_max or wbuf_max */
+    EVL_CLOSE_TIMEOUT,    /* close_timeout_ms passed with bytes pending */
+    EVL_CLOSE_LOCAL,      /* evl_close, completed */
+    EVL_CLOSE_ABORT,      /* evl_abort */
+    EVL_CLOSE_STOP,       /* the loop stopped or was freed */
+    EVL_CLOSE_NOMEM,      /* a buffer could not grow */
+    EVL_CLOSE_CONNECT     /* evl_connect failed or timed out */
+};
 
 /* Limits and timers. Start from evl_options_default() and change fields; a
  * zeroed struct is NOT the defaults (0 means "off" for several fields).
@@ -90,7 +123,10 @@ typedef struct evl_handler {
 typedef struct evl_options {
     int tick_ms;            /* on_tick period; 0 = no tick. Default 5000. */
     size_t rbuf_max;        /* cap on one connection's unconsumed input: reading
-                               pauses there. Default 1 MiB. */
+                               stops there, and if on_read then consumes
+                               nothing (a message larger than the cap) the
+                               connection is closed as overflowed. Default
+                               1 MiB. */
     size_t wbuf_low;        /* resume reading and call on_drain at or below
                                this many pending bytes. Default 64 KiB. */
     size_t wbuf_high;       /* stop reading (and serving buffered input) at or
@@ -210,6 +246,17 @@ evl_conn *evl_conn_of(const evl_loop *l, int fd);
  * EEXIST (fd already in the loop), ENOMEM. On failure the fd is not closed. */
 evl_conn *evl_adopt(evl_loop *l, int fd);
 
+/* Calls fn for every open connection (not closing, not closed), in no
+ * particular order. fn may write to, close or abort any connection;
+ * connections it adds (evl_adopt) may or may not be visited. */
+void evl_foreach_conn(evl_loop *l, void (*fn)(evl_conn *c, void *arg), void *arg);
+
+/* The one thread-safe entry point (and async-signal-safe): makes the loop's
+ * thread run on_wakeup in its next iteration. Wakeups coalesce. 0, or -1
+ * with errno from write(2) on the loop's eventfd (EAGAIN never: a full
+ * counter already means "woken"). */
+int evl_wakeup(evl_loop *l);
+
 /* Fills *st with the loop's counters. */
 void evl_stats(const evl_loop *l, struct evl_stats *st);
 
@@ -234,11 +281,48 @@ int evl_listen_unix(const char *path);
 /* The local port of a TCP socket, or -1 with errno. */
 int evl_local_port(int fd);
 
+/* ---- timers ------------------------------------------------------------- */
+
+/* A timer calls fn(t, arg) on the loop's thread, after_ms from its start
+ * and then every every_ms (0: once). Timers may be started, re-started,
+ * stopped and freed from any callback, their own included; one started
+ * during a timer pass (even with after_ms 0) fires in the next iteration.
+ * A periodic timer that falls behind skips the missed calls. The loop owns
+ * every timer: evl_free frees those left. O(log n) start and stop. */
+typedef void (*evl_timer_fn)(evl_timer *t, void *arg);
+/* NULL with errno: EINVAL (fn NULL), ENOMEM. */
+evl_timer *evl_timer_new(evl_loop *l, evl_timer_fn fn, void *arg);
+/* (Re-)arms t. 0, or -1 with errno: ENOMEM, EINVAL (a time >= 2^63 ms). */
+int evl_timer_start(evl_timer *t, uint64_t after_ms, uint64_t every_ms);
+void evl_timer_stop(evl_timer *t);
+bool evl_timer_pending(const evl_timer *t);
+evl_loop *evl_timer_loop(const evl_timer *t);
+/* Stops and frees t (NULL: nothing). */
+void evl_timer_free(evl_timer *t);
+
+/* ---- outgoing connections -------------------------------------------- */
+
+/* A non-blocking connect to addr: a numeric IPv4/IPv6 address with port,
+ * or a unix socket path (starting with '/'; port ignored). The connection
+ * exists at once: writes are buffered until the connect completes, then
+ * flushed in order. on_connect(c, 0) reports success, on_connect(c, err)
+ * failure or timeout_ms passing (ETIMEDOUT; 0 = no timeout), followed by
+ * on_close with EVL_CLOSE_CONNECT. h (NULL: the loop's handler) serves this
+ * connection and must stay valid while it is open; udata as evl_set_udata.
+ * NULL with errno: EINVAL (a bad address), ENOMEM, EMFILE, ... (the
+ * socket or connect failing at once). */
+evl_conn *evl_connect(evl_loop *l, const char *addr, int port, int timeout_ms,
+                      const evl_handler *h, void *udata);
+
 /* ---- connection ------------------------------------------------------- */
 
 int evl_fd(const evl_conn *c);
 evl_loop *evl_loop_of(const evl_conn *c);
 void evl_set_udata(evl_conn *c, void *udata);
+/* The handler for this connection's callbacks from now on (NULL: the
+ * loop's); it must stay valid while the connection is open. A proxy gives
+ * its two sides different handlers. */
+void evl_set_handler(evl_conn *c, const evl_handler *h);
 void *evl_udata(const evl_conn *c);
 
 /* Unconsumed input: pointer and length (NULL/0 when none). */
@@ -287,6 +371,22 @@ void evl_wake(evl_conn *c);
  * message and is dropped), nothing is pending, and no hold is on it. Reading
  * stops at EOF, so a half-closed connection never spins. */
 bool evl_peer_eof(const evl_conn *c);
+
+/* Why c closed (in on_close; EVL_CLOSE_OPEN before), and the errno behind
+ * EVL_CLOSE_RESET, EVL_CLOSE_CONNECT and EVL_CLOSE_NOMEM (0 otherwise). */
+int evl_close_reason(const evl_conn *c);
+int evl_close_errno(const evl_conn *c);
+/* "eof", "reset", ... for logs; "?" for an unknown code. */
+const char *evl_close_reason_name(int reason);
+
+/* Reading c stops until evl_read_resume: no read, no on_read (buffered
+ * input waits), the peer's EOF is not seen yet, and input never counts
+ * against rbuf_max while paused. For a handler that wants backpressure
+ * from something other than this connection's output (a slow subscriber, a
+ * proxy's other side). Writes and the idle timeout are unaffected.
+ * Idempotent. */
+void evl_read_pause(evl_conn *c);
+void evl_read_resume(evl_conn *c);
 
 /* Deferred replies. A handler that consumed a request and answers later
  * (from on_tick, on_fd, a timer, after evl_wake) takes a hold: while a

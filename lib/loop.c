@@ -11,17 +11,17 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+static void tick_fired(evl_timer *t, void *arg);
+static void accept_resume_fired(evl_timer *t, void *arg);
+static void idle_sweep(evl_timer *t, void *arg);
+static void close_sweep(evl_timer *t, void *arg);
+static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind);
 
 void evl_options_default(evl_options *o)
 {
@@ -64,25 +64,40 @@ evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o)
     l->h = *h;
     l->udata = udata;
     l->o = opts;
-    l->epfd = epoll_create1(EPOLL_CLOEXEC);
-    l->events = calloc((size_t)opts.max_events, sizeof *l->events);
+    l->pollfd = -1;
+    evl__list_init(&l->active);
+    evl__list_init(&l->closing);
+    evl__list_init(&l->ready);
+    evl__list_init(&l->timers);
+    l->kill_tail = &l->kill_head;
+    l->now = evl__clock_ms();
+    evl__timer_init(l, &l->tick_timer, tick_fired, l);
+    evl__timer_init(l, &l->accept_timer, accept_resume_fired, l);
+    evl__timer_init(l, &l->idle_timer, idle_sweep, l);
+    evl__timer_init(l, &l->close_timer, close_sweep, l);
     l->scratch = malloc(EVL__READ_MAX);
-    if (l->epfd < 0 || !l->events || !l->scratch) {
-        int err = l->epfd < 0 ? errno : ENOMEM;
-        if (l->epfd >= 0)
-            close(l->epfd);
-        free(l->events);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    l->heap = calloc(EVL__OWN_TIMERS, sizeof *l->heap);
+    l->heapcap = EVL__OWN_TIMERS;
+    int wfd = -1;
+    if (!l->scratch || !l->heap || evl__poll_open(l) < 0 ||
+        (wfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+        !(l->wakeup = add_io(l, wfd, EVL__WAKEUP))) {
+        int err = l->scratch && l->heap ? errno : ENOMEM;
+        if (wfd >= 0)
+            close(wfd);
+        evl__poll_close(l);
+        free(l->fdtab);
+        free(l->heap);
         free(l->scratch);
         free(l);
         errno = err;
         return NULL;
     }
-    evl__list_init(&l->active);
-    evl__list_init(&l->closing);
-    evl__list_init(&l->ready);
-    l->kill_tail = &l->kill_head;
-    l->now = now_ms();
-    l->next_tick = l->now + (uint64_t)opts.tick_ms;
+    if (opts.tick_ms > 0) {
+        l->tick_timer.every = (uint64_t)opts.tick_ms;
+        (void)evl__timer_at(&l->tick_timer, l->now + (uint64_t)opts.tick_ms);
+    }
     return l;
 }
 
@@ -129,21 +144,6 @@ static void free_graveyard(evl_loop *l)
     }
 }
 
-/* The one place interest changes. No interest means not registered at all:
- * epoll reports EPOLLHUP and EPOLLERR whatever the interest, so an fd kept
- * registered with none (a paused listener that was shut down, a half-closed
- * unix connection waiting for its deferred reply) would be reported again in
- * every iteration: a spin. */
-void evl__set_interest(evl_loop *l, evl__io *io, uint32_t events)
-{
-    if (io->events == events)
-        return;
-    struct epoll_event ev = {.events = events, .data.ptr = io};
-    int op = events == 0 ? EPOLL_CTL_DEL : io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-    if (epoll_ctl(l->epfd, op, io->fd, &ev) == 0)
-        io->events = events;
-}
-
 /* Registers a non-connection fd (listener, extra, signalfd) for EPOLLIN. */
 static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
 {
@@ -160,11 +160,9 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
         return NULL;
     io->fd = fd;
     io->kind = (uint8_t)kind;
-    io->events = EPOLLIN;
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = io};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 || evl__fdtab_put(l, io) < 0) {
+    if (evl__poll_set(l, io, EVL__IN) < 0 || evl__fdtab_put(l, io) < 0) {
         int err = errno;
-        (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+        evl__poll_forget(l, io);
         free(io);
         errno = err;
         return NULL;
@@ -174,7 +172,7 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
 
 static void remove_io(evl_loop *l, evl__io *io)
 {
-    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    evl__poll_forget(l, io);
     l->fdtab[io->fd] = NULL;
     evl__bury(l, io);
 }
@@ -241,13 +239,30 @@ static void remove_listeners(evl_loop *l)
     for (size_t i = 0; i < l->nlisteners; i++)
         remove_io(l, l->listeners[i]);
     l->nlisteners = 0;
-    l->accept_resume = 0;
+    evl__timer_stop(&l->accept_timer);
 }
 
 evl_conn *evl_conn_of(const evl_loop *l, int fd)
 {
     evl__io *io = fdtab_get(l, fd);
     return io && io->kind == EVL__CONN ? (evl_conn *)(void *)io : NULL;
+}
+
+void evl_foreach_conn(evl_loop *l, void (*fn)(evl_conn *c, void *arg), void *arg)
+{
+    /* By fd, not along the lists: fn may close or abort any connection
+     * (which unlinks it), and the table entry stays until the reap, which
+     * cannot happen inside this call. The table may move as it grows (an
+     * evl_adopt in fn), never shrinks: read it anew at each step. */
+    size_t n = l->fdtab_len;
+    for (size_t fd = 0; fd < n; fd++) {
+        evl__io *io = l->fdtab[fd];
+        if (!io || io->kind != EVL__CONN)
+            continue;
+        evl_conn *c = (evl_conn *)(void *)io;
+        if (!c->killed && !c->closing && !c->refused)
+            fn(c, arg);
+    }
 }
 
 evl_conn *evl_adopt(evl_loop *l, int fd)
@@ -265,8 +280,8 @@ evl_conn *evl_adopt(evl_loop *l, int fd)
         return NULL;
     /* Called between iterations, perhaps long after the last one: the idle
      * clock of the new connection must start now, not at l->now. */
-    l->now = now_ms();
-    evl_conn *c = evl__conn_new(l, fd);
+    l->now = evl__clock_ms();
+    evl_conn *c = evl__conn_new(l, fd, false);
     if (!c)
         return NULL;
     l->st.accepted++;
@@ -302,15 +317,16 @@ static void pause_accepting(evl_loop *l)
      * for a moment instead of spinning (fault 3); pending clients wait in
      * the backlog and are served when fds free up. */
     for (size_t i = 0; i < l->nlisteners; i++)
-        evl__set_interest(l, l->listeners[i], 0);
-    l->accept_resume = l->now + EVL__ACCEPT_PAUSE_MS;
+        (void)evl__poll_set(l, l->listeners[i], 0);
+    (void)evl__timer_at(&l->accept_timer, l->now + EVL__ACCEPT_PAUSE_MS);
 }
 
-static void resume_accepting(evl_loop *l)
+static void accept_resume_fired(evl_timer *t, void *arg)
 {
+    (void)t;
+    evl_loop *l = arg;
     for (size_t i = 0; i < l->nlisteners; i++)
-        evl__set_interest(l, l->listeners[i], EPOLLIN);
-    l->accept_resume = 0;
+        (void)evl__poll_set(l, l->listeners[i], EVL__IN);
 }
 
 static void accept_some(evl_loop *l, evl__io *ls)
@@ -342,7 +358,7 @@ static void accept_some(evl_loop *l, evl__io *ls)
         if (l->o.max_conns && l->st.conns >= l->o.max_conns)
             ; /* refused without a word to the handler */
         else
-            c = evl__conn_new(l, fd);
+            c = evl__conn_new(l, fd, false);
         if (!c) {
             close(fd);
             l->st.rejected++;
@@ -352,7 +368,7 @@ static void accept_some(evl_loop *l, evl__io *ls)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if (l->h.on_accept && !l->h.on_accept(c)) {
             c->refused = 1;
-            evl__conn_kill(c);
+            evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
             continue;
         }
         l->st.accepted++;
@@ -367,36 +383,43 @@ static evl_conn *first_conn(const evl__link *list)
     return evl__list_empty(list) ? NULL : evl__container_of(list->next, evl_conn, link);
 }
 
-static void run_timers(evl_loop *l)
+/* The library's own timers: one each in the heap, re-armed for the next
+ * deadline when they fire (connections are kept in deadline order). */
+static void idle_sweep(evl_timer *t, void *arg)
 {
+    evl_loop *l = arg;
+    uint64_t idle = (uint64_t)l->o.idle_timeout_ms;
     evl_conn *c;
-    if (l->o.idle_timeout_ms > 0) {
-        while ((c = first_conn(&l->active)) && c->stamp + (uint64_t)l->o.idle_timeout_ms <= l->now) {
-            l->st.idle_closed++;
-            evl__conn_kill(c); /* unlinks it from active */
-        }
+    while ((c = first_conn(&l->active)) && c->stamp + idle <= l->now) {
+        l->st.idle_closed++;
+        evl__conn_kill(c, EVL_CLOSE_IDLE, 0); /* unlinks it from active */
     }
-    while ((c = first_conn(&l->closing)) && c->stamp <= l->now) {
-        if (c->wbuf.len > 0)
-            l->st.close_timeouts++;
-        evl__conn_kill(c);
-    }
-    if (l->accept_resume && l->accept_resume <= l->now)
-        resume_accepting(l);
-    if (l->o.tick_ms > 0 && l->next_tick <= l->now) {
-        l->st.ticks++;
-        l->next_tick += (uint64_t)l->o.tick_ms;
-        if (l->next_tick <= l->now) /* fell behind: do not fire in a burst */
-            l->next_tick = l->now + (uint64_t)l->o.tick_ms;
-        if (l->h.on_tick)
-            l->h.on_tick(l);
-    }
+    if (c)
+        (void)evl__timer_at(t, c->stamp + idle);
 }
 
-static void earliest(uint64_t *best, uint64_t t)
+static void close_sweep(evl_timer *t, void *arg)
 {
-    if (t < *best)
-        *best = t;
+    evl_loop *l = arg;
+    evl_conn *c;
+    while ((c = first_conn(&l->closing)) && c->stamp <= l->now) {
+        if (c->wbuf.len > 0) {
+            l->st.close_timeouts++;
+            c->reason = EVL_CLOSE_TIMEOUT; /* bytes dropped: not a clean close */
+        }
+        evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
+    }
+    if (c)
+        (void)evl__timer_at(t, c->stamp);
+}
+
+static void tick_fired(evl_timer *t, void *arg)
+{
+    (void)t;
+    evl_loop *l = arg;
+    l->st.ticks++;
+    if (l->h.on_tick)
+        l->h.on_tick(l);
 }
 
 /* How long epoll_wait may sleep: the caller's bound, shortened by the next
@@ -408,16 +431,7 @@ static int wait_ms(const evl_loop *l, int timeout_ms)
     if (!evl__list_empty(&l->ready) || l->kill_head ||
         (l->stopping && l->st.conns == 0))
         return 0;
-    uint64_t due = UINT64_MAX;
-    evl_conn *c;
-    if (l->o.tick_ms > 0)
-        earliest(&due, l->next_tick);
-    if (l->o.idle_timeout_ms > 0 && (c = first_conn(&l->active)))
-        earliest(&due, c->stamp + (uint64_t)l->o.idle_timeout_ms);
-    if ((c = first_conn(&l->closing)))
-        earliest(&due, c->stamp);
-    if (l->accept_resume)
-        earliest(&due, l->accept_resume);
+    uint64_t due = evl__timer_next(l);
     if (due == UINT64_MAX)
         return timeout_ms;
     uint64_t left = due > l->now ? due - l->now : 0;
@@ -435,14 +449,30 @@ static void on_signalfd(evl_loop *l)
         l->stop_requested = 1;
 }
 
-static void dispatch(evl_loop *l, const struct epoll_event *ev)
+/* Drains the eventfd; on_wakeup runs once after the batch. */
+static void on_wakeup_fd(evl_loop *l)
 {
-    evl__io *io = ev->data.ptr;
+    uint64_t v;
+    while (read(l->wakeup->fd, &v, sizeof v) == (ssize_t)sizeof v)
+        l->woken = 1;
+}
+
+int evl_wakeup(evl_loop *l)
+{
+    uint64_t one = 1;
+    /* EAGAIN: the counter is full, so the loop is woken already */
+    if (write(l->wakeup->fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        return -1;
+    return 0;
+}
+
+static void dispatch(evl_loop *l, evl__io *io, uint32_t events)
+{
     if (io->dead)
         return; /* unregistered earlier in this batch (fault 9) */
     switch (io->kind) {
     case EVL__CONN:
-        evl__conn_event((evl_conn *)(void *)io, ev->events);
+        evl__conn_event((evl_conn *)(void *)io, events);
         break;
     case EVL__LISTENER:
         accept_some(l, io);
@@ -455,6 +485,9 @@ static void dispatch(evl_loop *l, const struct epoll_event *ev)
         break;
     case EVL__SIGNAL:
         on_signalfd(l);
+        break;
+    case EVL__WAKEUP:
+        on_wakeup_fd(l);
         break;
     }
 }
@@ -488,13 +521,13 @@ static void redispatch(evl_loop *l)
 
 int evl_run_once(evl_loop *l, int timeout_ms)
 {
-    l->now = now_ms();
+    l->now = evl__clock_ms();
     reap(l);
-    int n = epoll_wait(l->epfd, l->events, l->o.max_events, wait_ms(l, timeout_ms));
+    int n = evl__poll_wait(l, wait_ms(l, timeout_ms));
     int err = errno;
     l->iter++;
     l->st.iterations++;
-    l->now = now_ms();
+    l->now = evl__clock_ms();
     if (n < 0 && err != EINTR) {
         free_graveyard(l);
         errno = err;
@@ -502,11 +535,19 @@ int evl_run_once(evl_loop *l, int timeout_ms)
     }
     /* EINTR: some signal with a handler; nothing to stop for (fault 2). */
     for (int i = 0; i < n; i++) {
-        dispatch(l, &l->events[i]);
+        uint32_t events;
+        evl__io *io = evl__poll_event(l, i, &events);
+        dispatch(l, io, events);
+        reap(l);
+    }
+    if (l->woken) {
+        l->woken = 0;
+        if (l->h.on_wakeup)
+            l->h.on_wakeup(l);
         reap(l);
     }
     redispatch(l);
-    run_timers(l);
+    evl__timers_run(l);
     reap(l);
     free_graveyard(l);
     return n < 0 ? 0 : n;
@@ -527,6 +568,8 @@ bool evl_stopping(const evl_loop *l) { return l->stop_requested || l->stopping; 
 
 static void begin_stop(evl_loop *l)
 {
+    if (l->h.on_stop)
+        l->h.on_stop(l); /* goodbyes: connections are still open */
     l->stopping = 1;
     remove_listeners(l);
     evl_conn *c;
@@ -536,7 +579,7 @@ static void begin_stop(evl_loop *l)
         next = p->next;
         c = evl__container_of(p, evl_conn, link);
         if (c->lingering)
-            evl__conn_kill(c); /* flushed already: no need to wait for the peer */
+            evl__conn_kill(c, EVL_CLOSE_STOP, 0); /* flushed already: no need to wait for the peer */
     }
 }
 
@@ -600,19 +643,21 @@ void evl_free(evl_loop *l)
         return;
     evl_conn *c;
     while ((c = first_conn(&l->active)))
-        evl__conn_kill(c);
+        evl__conn_kill(c, EVL_CLOSE_STOP, 0);
     while ((c = first_conn(&l->closing)))
-        evl__conn_kill(c);
+        evl__conn_kill(c, EVL_CLOSE_STOP, 0);
     reap(l);
     remove_listeners(l);
+    int wfd = l->wakeup->fd; /* the loop's own: closed; the rest the caller's */
     for (size_t fd = 0; fd < l->fdtab_len; fd++)
         if (l->fdtab[fd])
             remove_io(l, l->fdtab[fd]);
     free_graveyard(l);
-    close(l->epfd);
+    close(wfd);
+    evl__timers_free(l);
+    evl__poll_close(l);
     free(l->listeners);
     free(l->fdtab);
-    free(l->events);
     free(l->scratch);
     free(l);
 }

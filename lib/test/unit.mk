@@ -36,11 +36,21 @@ $(BUILD)/test/%: lib/test/%.c $(UNIT_DEPS) $(REL_LIB) | deps-build deps-unit
 	@mkdir -p $(@D)
 	$(CC) $(REL_CFLAGS) $< $(UNIT_UTIL) $(REL_LIB) $(UNIT_LDFLAGS) $(UNIT_LDLIBS) -o $@
 
+# ThreadSanitizer: the library and test_wakeup (threads call evl_wakeup
+# while the loop runs). TSan and ASan cannot share a process.
+TSAN        := $(BUILD)/tsan
+TSAN_CFLAGS := $(BASE_CFLAGS) -O1 -fsanitize=thread -fno-omit-frame-pointer
+UNIT_TSAN   := $(TSAN)/test/test_wakeup_tsan
+$(TSAN)/test/%_tsan: lib/test/%.c $(UNIT_DEPS) $(LIB_SRCS) | deps-build deps-unit
+	@mkdir -p $(@D)
+	$(ASAN_CC) $(TSAN_CFLAGS) $< $(UNIT_UTIL) $(LIB_SRCS) $(UNIT_LDLIBS) -lpthread -o $@
+$(ASAN)/test/test_wakeup $(BUILD)/test/test_wakeup: UNIT_LDLIBS += -lpthread
+
 .PHONY: unit unit-build unit-valgrind
 unit-build: $(UNIT_ASAN) $(UNIT_REL)
 
-unit: deps-unit $(UNIT_ASAN)
-	@$(UNIT_RUN) --name unit --reports $(REPORTS) --timeout 120 $(UNIT_ASAN)
+unit: deps-unit $(UNIT_ASAN) $(UNIT_TSAN)
+	@$(UNIT_RUN) --name unit --reports $(REPORTS) --timeout 120 $(UNIT_ASAN) $(UNIT_TSAN)
 
 # Slower (valgrind runs the code on a synthetic CPU), hence the longer timeout.
 unit-valgrind: deps-unit $(UNIT_REL)

@@ -1,0 +1,76 @@
+/* The readiness backend: every epoll call of the library is here, behind the
+ * four evl__poll_ functions of evl_int.h, so another backend (io_uring's
+ * poll, kqueue) replaces this file and touches nothing else. */
+#include "evl_int.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+/* The backend-neutral event bits are epoll's own values: no translation on
+ * the hot path. */
+_Static_assert(EVL__IN == EPOLLIN && EVL__OUT == EPOLLOUT && EVL__ERR == EPOLLERR &&
+                   EVL__HUP == EPOLLHUP,
+               "EVL__ event bits must equal epoll's");
+
+int evl__poll_open(evl_loop *l)
+{
+    l->events = calloc((size_t)l->o.max_events, sizeof(struct epoll_event));
+    if (!l->events)
+        return -1;
+    l->pollfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->pollfd < 0) {
+        int err = errno;
+        free(l->events);
+        l->events = NULL;
+        errno = err;
+        return -1;
+    }
+    return 0;
+}
+
+void evl__poll_close(evl_loop *l)
+{
+    if (l->pollfd >= 0)
+        close(l->pollfd);
+    free(l->events);
+}
+
+/* The one place interest changes. No interest means not registered at all:
+ * epoll reports EPOLLHUP and EPOLLERR whatever the interest, so an fd kept
+ * registered with none (a paused listener that was shut down, a half-closed
+ * unix connection waiting for its deferred reply) would be reported again in
+ * every iteration: a spin. */
+int evl__poll_set(evl_loop *l, evl__io *io, uint32_t events)
+{
+    if (io->events == events)
+        return 0;
+    struct epoll_event ev = {.events = events, .data.ptr = io};
+    int op = events == 0 ? EPOLL_CTL_DEL : io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (epoll_ctl(l->pollfd, op, io->fd, &ev) < 0)
+        return -1;
+    io->events = events;
+    return 0;
+}
+
+/* Unregisters io for good (it is being closed or handed back). */
+void evl__poll_forget(evl_loop *l, evl__io *io)
+{
+    if (io->events)
+        (void)epoll_ctl(l->pollfd, EPOLL_CTL_DEL, io->fd, NULL);
+    io->events = 0;
+}
+
+/* Waits for events; they stay in the batch until the next wait. */
+int evl__poll_wait(evl_loop *l, int timeout_ms)
+{
+    return epoll_wait(l->pollfd, l->events, l->o.max_events, timeout_ms);
+}
+
+evl__io *evl__poll_event(const evl_loop *l, int i, uint32_t *events)
+{
+    const struct epoll_event *ev = (const struct epoll_event *)l->events + i;
+    *events = ev->events;
+    return ev->data.ptr;
+}

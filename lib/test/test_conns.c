@@ -1,0 +1,448 @@
+/*
+ * A connection's life beyond accept: outgoing connections (evl_connect,
+ * on_connect, writes before the connect completes, refusal, timeout), why a
+ * connection closed (evl_close_reason for every cause), per-connection
+ * handlers, read pause, the stop hook and walking the open connections.
+ */
+#include "testutil.h"
+
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* ---- a handler of the test's own, for connections it makes ----------------- */
+
+static int reasons[TU_MAX_RECS], errnos[TU_MAX_RECS];
+static int connects, connect_err;
+
+static void record_close(tu_state *s, tu_rec *r)
+{
+    int i = (int)(r - s->recs);
+    reasons[i] = evl_close_reason(r->c);
+    errnos[i] = evl_close_errno(r->c);
+}
+
+static void own_read(evl_conn *c)
+{
+    tu_state *s = evl_loop_udata(evl_loop_of(c));
+    tu_rec *r = evl_udata(c);
+    r->reads++;
+    size_t n;
+    const char *p = evl_data(c, &n);
+    tu_dbuf_add(&r->in, p, n);
+    evl_consume(c, n);
+    (void)s;
+}
+
+static void own_close(evl_conn *c)
+{
+    tu_state *s = evl_loop_udata(evl_loop_of(c));
+    tu_rec *r = evl_udata(c);
+    TU_CB_CHECK(s, r != NULL && r->closes == 0);
+    if (!r)
+        return;
+    r->closes++;
+    s->closes++;
+    record_close(s, r);
+    r->c = NULL;
+}
+
+static void own_connect(evl_conn *c, int err)
+{
+    tu_state *s = evl_loop_udata(evl_loop_of(c));
+    TU_CB_CHECK(s, evl_udata(c) != NULL);
+    connects++;
+    connect_err = err;
+}
+
+static const evl_handler own = {.on_read = own_read, .on_close = own_close, .on_connect = own_connect};
+
+static void reset(void)
+{
+    memset(reasons, 0, sizeof reasons);
+    memset(errnos, 0, sizeof errnos);
+    connects = 0;
+    connect_err = -1;
+}
+
+static int tcp_listener(tu_state *s)
+{
+    int lfd = evl_listen_tcp("127.0.0.1", 0, 0);
+    assert_true(lfd >= 0);
+    tu_track_fd(lfd);
+    if (s)
+        assert_int_equal(evl_add_listener(s->l, lfd), 0);
+    return evl_local_port(lfd);
+}
+
+/* evl_connect, then a record for the connection (its udata). */
+static tu_rec *connect_rec(tu_state *s, const char *addr, int port, int timeout_ms)
+{
+    evl_conn *c = evl_connect(s->l, addr, port, timeout_ms, &own, NULL);
+    if (!c)
+        TU_FAIL("evl_connect(%s, %d) failed: %s", addr, port, strerror(errno));
+    tu_rec *r = tu_rec_new(s, c, -1);
+    assert_non_null(r);
+    return r;
+}
+
+/* ---- evl_connect --------------------------------------------------------------- */
+
+static void test_connect_tcp_writes_before_connect_are_kept(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_LINE_ECHO); /* accepted side echoes lines */
+    int port = tcp_listener(s);
+    tu_rec *r = connect_rec(s, "127.0.0.1", port, 2000);
+    /* written before the connect can have completed */
+    assert_int_equal(evl_write(r->c, "one\n", 4), 0);
+    assert_int_equal(evl_write(r->c, "two\n", 4), 0);
+    TU_RUN_UNTIL(s, connects == 1, 3000);
+    assert_int_equal(connect_err, 0);
+    TU_RUN_UNTIL(s, r->in.len == 8, 3000);
+    assert_memory_equal(r->in.p, "one\ntwo\n", 8);
+    tu_finish(s);
+}
+
+static void test_connect_refused_reports_and_closes(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int lfd = evl_listen_tcp("127.0.0.1", 0, 0);
+    int port = evl_local_port(lfd);
+    close(lfd); /* nobody listens there now */
+    evl_conn *c = evl_connect(s->l, "127.0.0.1", port, 2000, &own, NULL);
+    if (!c) { /* refused at once: said so, nothing to close */
+        assert_int_equal(errno, ECONNREFUSED);
+    } else {
+        tu_rec *r = tu_rec_new(s, c, -1);
+        /* a write before the result is queued, not sent into the failure */
+        usleep(20000);
+        assert_int_equal(evl_write(c, "lost\n", 5), 0);
+        TU_RUN_UNTIL(s, r->closes == 1, 3000);
+        assert_int_equal(connects, 1);
+        assert_int_equal(connect_err, ECONNREFUSED);
+        assert_int_equal(reasons[0], EVL_CLOSE_CONNECT);
+        assert_int_equal(errnos[0], ECONNREFUSED);
+    }
+    tu_finish(s);
+}
+
+/* A listener whose accept queue is full drops new SYNs: the connect stays
+ * pending, and timeout_ms ends it. */
+static void test_connect_timeout(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    tu_track_fd(lfd);
+    int port = evl_local_port(lfd);
+    for (int i = 0; i < 4; i++) /* fill the queue; later ones stay half-open */
+        tu_track_fd(tu_tcp_connect(port));
+    usleep(100000);
+    uint64_t t0 = tu_now_ms();
+    tu_rec *r = connect_rec(s, "127.0.0.1", port, 200);
+    TU_RUN_UNTIL(s, r->closes == 1, 5000);
+    uint64_t took = tu_now_ms() - t0;
+    assert_int_equal(connects, 1);
+    assert_int_equal(connect_err, ETIMEDOUT);
+    assert_int_equal(reasons[0], EVL_CLOSE_CONNECT);
+    assert_int_equal(errnos[0], ETIMEDOUT);
+    if (took < 200)
+        TU_FAIL("timed out after %llu ms, before its 200 ms", (unsigned long long)took);
+    tu_finish(s);
+}
+
+static void test_connect_unix_and_bad_addresses(void **state)
+{
+    (void)state;
+    reset();
+    char dir[] = "/tmp/evl-unit-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[sizeof dir + 16];
+    (void)snprintf(path, sizeof path, "%s/sock", dir);
+    tu_state *s = tu_new(NULL, TU_LINE_ECHO);
+    int lfd = evl_listen_unix(path);
+    assert_true(lfd >= 0);
+    tu_track_fd(lfd);
+    assert_int_equal(evl_add_listener(s->l, lfd), 0);
+    tu_rec *r = connect_rec(s, path, 0, 0);
+    assert_int_equal(evl_write(r->c, "unix\n", 5), 0);
+    TU_RUN_UNTIL(s, r->in.len == 5, 3000);
+    assert_int_equal(connects, 1);
+    assert_int_equal(connect_err, 0);
+
+    const struct { const char *addr; int port; int err; } bad[] = {
+        {"localhost", 80, EINVAL},      /* numeric only: no resolver in the loop */
+        {"127.0.0.1", 70000, EINVAL},
+        {"127.0.0.1", -1, EINVAL},
+        {"/nonexistent-dir/sock", 0, ENOENT},
+        {NULL, 80, EINVAL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        errno = 0;
+        assert_null(evl_connect(s->l, bad[i].addr, bad[i].port, 0, &own, NULL));
+        assert_int_equal(errno, bad[i].err);
+    }
+    assert_int_equal(tu_stats(s).conns, 2); /* the connected pair only */
+    tu_finish(s);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* ---- why a connection closed ------------------------------------------------------ */
+
+static int reason_of(const tu_state *s, const tu_rec *r) { return reasons[r - s->recs]; }
+
+static void test_close_reason_eof_reset_abort_local(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_SINK);
+    s->close_hook = record_close;
+    tu_rec *eof = tu_pair(s);
+    tu_rec *rst = tu_tcp(s);
+    tu_rec *abrt = tu_pair(s);
+    tu_rec *local = tu_pair(s);
+    assert_int_equal(evl_close_reason(eof->c), EVL_CLOSE_OPEN);
+    shutdown(eof->peer, SHUT_WR);
+    tu_peer_sends(rst->peer, "x");
+    tu_run_for(s, 50);
+    tu_set_linger0(rst->peer);
+    tu_close_fd(rst->peer);
+    rst->peer = -1;
+    evl_abort(abrt->c);
+    evl_close(local->c);
+    shutdown(local->peer, SHUT_WR); /* the peer answers the FIN */
+    TU_RUN_UNTIL(s, s->closes == 4, 3000);
+    assert_int_equal(reason_of(s, eof), EVL_CLOSE_EOF);
+    assert_int_equal(reason_of(s, rst), EVL_CLOSE_RESET);
+    assert_int_equal(errnos[rst - s->recs], ECONNRESET);
+    assert_int_equal(reason_of(s, abrt), EVL_CLOSE_ABORT);
+    assert_int_equal(reason_of(s, local), EVL_CLOSE_LOCAL);
+    assert_string_equal(evl_close_reason_name(EVL_CLOSE_RESET), "reset");
+    assert_string_equal(evl_close_reason_name(99), "?");
+    tu_finish(s);
+}
+
+static void test_close_reason_idle_overflow_timeout_stop(void **state)
+{
+    (void)state;
+    reset();
+    evl_options o = tu_opts();
+    o.idle_timeout_ms = 300;
+    o.rbuf_max = 1024;
+    o.close_timeout_ms = 200;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    s->close_hook = record_close;
+    tu_rec *idle = tu_pair(s);
+    tu_rec *over = tu_pair(s);
+    tu_rec *slow = tu_pair(s);
+    char big[2048];
+    memset(big, 'a', sizeof big);
+    tu_peer_send(over->peer, big, sizeof big); /* past rbuf_max, never consumed */
+    /* slow: pending bytes the peer never reads, then a graceful close */
+    tu_set_sndbuf(slow->fd, 4096);
+    static char blob[1 << 20];
+    assert_int_equal(evl_write(slow->c, blob, sizeof blob), 0);
+    evl_close(slow->c);
+    TU_RUN_UNTIL(s, idle->closes && over->closes && slow->closes, 3000);
+    assert_int_equal(reason_of(s, idle), EVL_CLOSE_IDLE);
+    assert_int_equal(reason_of(s, over), EVL_CLOSE_OVERFLOW);
+    assert_int_equal(reason_of(s, slow), EVL_CLOSE_TIMEOUT);
+    tu_rec *last = tu_pair(s); /* open until evl_free */
+    evl_free(s->l);
+    s->l = NULL;
+    assert_int_equal(reason_of(s, last), EVL_CLOSE_STOP);
+    tu_finish(s);
+}
+
+/* ---- per-connection handler ----------------------------------------------------- */
+
+static void test_set_handler_routes_callbacks(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_SINK);
+    tu_rec *r = tu_pair(s);
+    evl_set_handler(r->c, &own);
+    tu_peer_sends(r->peer, "to own\n");
+    TU_RUN_UNTIL(s, r->in.len == 7, 3000);
+    assert_int_equal(s->reads, 0); /* the loop's on_read never ran */
+    evl_set_handler(r->c, NULL);   /* back to the loop's */
+    tu_peer_sends(r->peer, "loop\n");
+    TU_RUN_UNTIL(s, s->reads == 1, 3000);
+    tu_finish(s);
+}
+
+/* ---- read pause ------------------------------------------------------------------ */
+
+static void test_read_pause_holds_input_and_eof(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_SINK);
+    tu_rec *r = tu_pair(s);
+    evl_read_pause(r->c);
+    evl_read_pause(r->c); /* idempotent */
+    tu_peer_sends(r->peer, "abc");
+    shutdown(r->peer, SHUT_WR);
+    tu_run_for(s, 200);
+    assert_int_equal(r->reads, 0);
+    assert_int_equal(r->closes, 0);
+    assert_false(evl_peer_eof(r->c));
+    evl_read_resume(r->c);
+    TU_RUN_UNTIL(s, r->closes == 1, 3000);
+    assert_int_equal(r->in.len, 3);
+    assert_memory_equal(r->in.p, "abc", 3);
+    tu_finish(s);
+}
+
+/* Input already buffered when the pause came is delivered on resume without
+ * new data from the peer. */
+static void consume_one_then_pause(tu_state *s, tu_rec *r)
+{
+    (void)s;
+    size_t n;
+    const char *p = evl_data(r->c, &n);
+    tu_dbuf_add(&r->in, p, 1);
+    evl_consume(r->c, 1);
+    evl_read_pause(r->c);
+}
+
+static void test_read_resume_delivers_buffered_input(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    s->read_hook = consume_one_then_pause;
+    tu_rec *r = tu_pair(s);
+    tu_peer_sends(r->peer, "xyz");
+    TU_RUN_UNTIL(s, r->reads == 1, 3000);
+    tu_run_for(s, 100);
+    assert_int_equal(r->reads, 1);
+    evl_read_resume(r->c);
+    TU_RUN_UNTIL(s, r->reads == 2, 3000);
+    evl_read_resume(r->c);
+    TU_RUN_UNTIL(s, r->reads == 3, 3000);
+    assert_memory_equal(r->in.p, "xyz", 3);
+    tu_finish(s);
+}
+
+/* ---- the stop hook and walking connections ---------------------------------------- */
+
+typedef struct stopctx {
+    int stops, visits, bad, closes;
+} stopctx;
+
+static void say_bye(evl_conn *c, void *arg)
+{
+    stopctx *x = arg;
+    x->visits++;
+    if (evl_write(c, "BYE\n", 4) != 0)
+        x->bad++;
+}
+
+static void sh_stop(evl_loop *l)
+{
+    stopctx *x = evl_loop_udata(l);
+    x->stops++;
+    evl_foreach_conn(l, say_bye, x);
+}
+
+static void sh_tick(evl_loop *l) { evl_stop(l); }
+
+static void sh_close(evl_conn *c)
+{
+    stopctx *x = evl_loop_udata(evl_loop_of(c));
+    x->closes++;
+}
+
+/* on_stop runs once, while connections are open: what it writes reaches
+ * the peers before their EOF. A closing connection is not walked. */
+static void test_stop_hook_says_goodbye(void **state)
+{
+    (void)state;
+    stopctx x = {0};
+    evl_handler h = {.on_stop = sh_stop, .on_tick = sh_tick, .on_close = sh_close};
+    evl_options o = tu_opts();
+    o.tick_ms = 50;
+    evl_loop *l = evl_new(&h, &x, &o);
+    assert_non_null(l);
+    int open_pair[2], closing_pair[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, open_pair), 0);
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, closing_pair), 0);
+    tu_track_fd(open_pair[1]);
+    tu_track_fd(closing_pair[1]);
+    assert_non_null(evl_adopt(l, open_pair[0]));
+    evl_conn *cl = evl_adopt(l, closing_pair[0]);
+    assert_non_null(cl);
+    evl_close(cl);
+    shutdown(closing_pair[1], SHUT_WR);
+    assert_int_equal(evl_run(l, -1), 0);
+    assert_int_equal(x.stops, 1);
+    assert_int_equal(x.visits, 1);
+    assert_int_equal(x.bad, 0);
+    assert_int_equal(x.closes, 2);
+    tu_set_nonblock(open_pair[1]);
+    char buf[16];
+    assert_int_equal(tu_peer_read(open_pair[1], buf, sizeof buf), 4);
+    assert_memory_equal(buf, "BYE\n", 4);
+    assert_int_equal(tu_peer_read(open_pair[1], buf, sizeof buf), 0); /* then EOF */
+    evl_free(l);
+}
+
+static int visits;
+static void close_next(evl_conn *c, void *arg)
+{
+    tu_state *s = arg;
+    visits++;
+    /* close this one, abort the next one in fd order if it is ours */
+    evl_close(c);
+    evl_conn *next = evl_conn_of(s->l, evl_fd(c) + 1);
+    if (next)
+        evl_abort(next);
+}
+
+static void test_foreach_tolerates_closing_during_the_walk(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_SINK);
+    for (int i = 0; i < 10; i++)
+        tu_pair(s);
+    visits = 0;
+    evl_foreach_conn(s->l, close_next, s);
+    assert_true(visits >= 5 && visits <= 10);
+    visits = 0;
+    evl_foreach_conn(s->l, close_next, s); /* none open any more */
+    assert_int_equal(visits, 0);
+    tu_finish(s);
+}
+
+int main(void)
+{
+    tu_init_process();
+    const struct CMUnitTest tests[] = {
+        TU_TEST(test_connect_tcp_writes_before_connect_are_kept),
+        TU_TEST(test_connect_refused_reports_and_closes),
+        TU_TEST(test_connect_timeout),
+        TU_TEST(test_connect_unix_and_bad_addresses),
+        TU_TEST(test_close_reason_eof_reset_abort_local),
+        TU_TEST(test_close_reason_idle_overflow_timeout_stop),
+        TU_TEST(test_set_handler_routes_callbacks),
+        TU_TEST(test_read_pause_holds_input_and_eof),
+        TU_TEST(test_read_resume_delivers_buffered_input),
+        TU_TEST(test_stop_hook_says_goodbye),
+        TU_TEST(test_foreach_tolerates_closing_during_the_walk),
+    };
+    return cmocka_run_group_tests_name("test_conns", tests, NULL, NULL);
+}
