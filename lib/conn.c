@@ -146,6 +146,24 @@ static void finish_close(evl_conn *c)
     update_interest(c);
 }
 
+/* evl_shutdown's FIN, once everything before it is sent. */
+static void shut_write(evl_conn *c)
+{
+    if (c->wr_shut)
+        return;
+    c->wr_shut = 1;
+    (void)shutdown(c->io.fd, SHUT_WR);
+}
+
+void evl_shutdown(evl_conn *c)
+{
+    if (c->killed || c->closing || c->shut_req)
+        return;
+    c->shut_req = 1;
+    if (c->wbuf.len == 0 && !c->connecting)
+        shut_write(c);
+}
+
 void evl_close(evl_conn *c)
 {
     if (c->killed || c->closing)
@@ -182,8 +200,10 @@ static void set_broken(evl_conn *c, int err)
 
 /* After EOF, the connection closes itself once nothing is left to deliver,
  * nothing is pending and the handler holds no reply for it (evl_hold): the
- * half-close of fault 1. */
-static void check_eof_done(evl_conn *c)
+ * half-close of fault 1. on_eof is reported once, when every byte before
+ * the EOF has been delivered; only from the loop (notify), never from
+ * inside a call of the handler's such as evl_release. */
+static void check_eof_done(evl_conn *c, bool notify)
 {
     if (!c->peer_eof || c->killed)
         return;
@@ -192,8 +212,22 @@ static void check_eof_done(evl_conn *c)
             evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
         return;
     }
+    if (evl__linked(&c->ready))
+        return; /* input still to deliver first */
+    if (!c->eof_reported && !c->broken) {
+        if (!notify) {
+            mark_ready(c); /* the loop reports it in its next pass */
+            return;
+        }
+        c->eof_reported = 1;
+        if (c->h->on_eof) {
+            c->h->on_eof(c);
+            if (c->killed || c->closing || evl__linked(&c->ready))
+                return;
+        }
+    }
     /* A hold waits for a reply that can still be sent: not after a reset. */
-    if (evl__linked(&c->ready) || c->wbuf.len > 0 || (c->holds > 0 && !c->broken))
+    if (c->wbuf.len > 0 || (c->holds > 0 && !c->broken))
         return;
     if (c->broken)
         evl__conn_kill(c, EVL_CLOSE_RESET, c->err);
@@ -232,7 +266,7 @@ void evl__conn_deliver(evl_conn *c)
         }
         update_interest(c);
     }
-    check_eof_done(c);
+    check_eof_done(c, true);
 }
 
 static void on_readable(evl_conn *c)
@@ -244,7 +278,7 @@ static void on_readable(evl_conn *c)
         ssize_t n = read(c->io.fd, l->scratch, EVL__READ_MAX);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             c->peer_eof = 1;
-            check_eof_done(c);
+            check_eof_done(c, true);
             update_interest(c);
         }
         return;
@@ -283,7 +317,7 @@ static void on_readable(evl_conn *c)
         set_broken(c, err);
     c->peer_eof = 1;
     update_interest(c);
-    check_eof_done(c);
+    check_eof_done(c, true);
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -338,6 +372,8 @@ static void after_drain(evl_conn *c)
             update_interest(c);
         return;
     }
+    if (c->shut_req && c->wbuf.len == 0)
+        shut_write(c);
     if (c->paused && c->wbuf.len <= l->o.wbuf_low) {
         c->paused = 0;
         if (c->rbuf.len > 0)
@@ -349,7 +385,7 @@ static void after_drain(evl_conn *c)
         if (c->h->on_drain)
             c->h->on_drain(c);
     }
-    check_eof_done(c);
+    check_eof_done(c, true);
 }
 
 /* The connect finished: SO_ERROR says how. On success the connection is
@@ -406,7 +442,7 @@ void evl__conn_event(evl_conn *c, uint32_t events)
 int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
 {
     evl_loop *l = c->loop;
-    if (c->killed || c->closing || c->broken || iovcnt < 0) {
+    if (c->killed || c->closing || c->broken || c->shut_req || iovcnt < 0) {
         errno = iovcnt < 0 ? EINVAL : EPIPE;
         return -1;
     }
@@ -533,6 +569,8 @@ void evl_read_resume(evl_conn *c)
 void evl__conn_connected(evl_conn *c)
 {
     c->connecting = 0;
+    if (c->shut_req && c->wbuf.len == 0)
+        shut_write(c); /* evl_shutdown came before the connect finished */
     update_interest(c);
 }
 
@@ -569,5 +607,5 @@ void evl_release(evl_conn *c)
     if (c->holds == 0)
         return;
     c->holds--;
-    check_eof_done(c); /* the hold may have been all that kept it */
+    check_eof_done(c, false); /* the hold may have been all that kept it */
 }

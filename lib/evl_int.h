@@ -101,6 +101,9 @@ struct evl_conn {
     unsigned refused : 1;    /* on_accept said no: close without on_close */
     unsigned read_paused : 1;/* evl_read_pause */
     unsigned connecting : 1; /* evl_connect: the connect has not finished */
+    unsigned eof_reported : 1;/* on_eof was called */
+    unsigned shut_req : 1;   /* evl_shutdown: FIN once flushed, no more writes */
+    unsigned wr_shut : 1;    /* the FIN is sent */
     uint8_t reason;          /* enum evl_close_reason, set by the first cause */
     unsigned holds;          /* evl_hold count: EOF does not close it */
     int err;                 /* errno behind the close reason */

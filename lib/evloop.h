@@ -98,6 +98,14 @@ typedef struct evl_handler {
      * connection is now like an accepted one), or the errno of the failure
      * (ETIMEDOUT after timeout_ms); on_close follows a failure. */
     void (*on_connect)(evl_conn *c, int err);
+
+    /* The peer's EOF (a clean one: a reset goes straight to on_close), once
+     * every byte before it was delivered to on_read. Called once, from the
+     * loop. When it returns, the connection closes as evl_peer_eof says,
+     * unless the handler holds it (evl_hold), closes it, or still has
+     * output pending: a proxy holds both sides and passes the half-close on
+     * with evl_shutdown. */
+    void (*on_eof)(evl_conn *c);
 } evl_handler;
 
 /* Why a connection closed: evl_close_reason() in on_close. The first cause
@@ -356,6 +364,12 @@ size_t evl_pending(const evl_conn *c);
  * (so no RST destroys the last reply) or close_timeout_ms after this call,
  * whichever comes first. Idempotent. */
 void evl_close(evl_conn *c);
+/* Half-close: once everything written so far is sent, shut down the write
+ * side (the peer reads EOF); reading goes on. Later writes fail with EPIPE.
+ * The connection closes when the peer's EOF comes too (and no hold is on
+ * it). Idempotent; nothing on a closing or closed connection. */
+void evl_shutdown(evl_conn *c);
+
 /* Close now: pending output is dropped. on_close runs after the current
  * callback (or in the next evl_run_once when called from outside one). */
 void evl_abort(evl_conn *c);

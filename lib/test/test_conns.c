@@ -286,6 +286,101 @@ static void test_set_handler_routes_callbacks(void **state)
     tu_finish(s);
 }
 
+/* ---- on_eof and evl_shutdown ------------------------------------------------------ */
+
+static int eofs;
+static size_t in_at_eof;
+
+static void own_eof(evl_conn *c)
+{
+    tu_rec *r = evl_udata(c);
+    eofs++;
+    in_at_eof = r->in.len;
+}
+
+static const evl_handler own_eofh = {.on_read = own_read, .on_close = own_close, .on_eof = own_eof};
+
+/* on_eof comes once, after every byte before the EOF was delivered; the
+ * connection then closes as before (no hold). */
+static void test_on_eof_once_after_all_input(void **state)
+{
+    (void)state;
+    reset();
+    eofs = 0;
+    tu_state *s = tu_new(NULL, TU_SINK);
+    tu_rec *r = tu_pair(s);
+    evl_set_handler(r->c, &own_eofh);
+    tu_peer_sends(r->peer, "abc");
+    shutdown(r->peer, SHUT_WR);
+    TU_RUN_UNTIL(s, r->closes == 1, 3000);
+    assert_int_equal(eofs, 1);
+    assert_int_equal(in_at_eof, 3);
+    assert_int_equal(reasons[0], EVL_CLOSE_EOF);
+    tu_finish(s);
+}
+
+/* evl_shutdown: our FIN after what was written; reading goes on; writes
+ * after it fail; the peer's EOF then closes the connection. */
+static void test_shutdown_is_a_half_close(void **state)
+{
+    (void)state;
+    reset();
+    eofs = 0;
+    tu_state *s = tu_new(NULL, TU_SINK);
+    tu_rec *r = tu_pair(s);
+    evl_set_handler(r->c, &own_eofh);
+    assert_int_equal(evl_write(r->c, "last\n", 5), 0);
+    evl_shutdown(r->c);
+    evl_shutdown(r->c); /* idempotent */
+    errno = 0;
+    assert_int_equal(evl_write(r->c, "more", 4), -1);
+    assert_int_equal(errno, EPIPE);
+    tu_peer_expect(s, r->peer, "last\n", 3000);
+    tu_peer_expect_eof(s, r->peer, 3000);
+    tu_peer_sends(r->peer, "still reading\n");
+    TU_RUN_UNTIL(s, r->in.len == 14, 3000);
+    assert_int_equal(r->closes, 0);
+    shutdown(r->peer, SHUT_WR);
+    TU_RUN_UNTIL(s, r->closes == 1, 3000);
+    assert_int_equal(eofs, 1);
+    assert_int_equal(reasons[0], EVL_CLOSE_EOF);
+    tu_finish(s);
+}
+
+/* evl_release after EOF: on_eof is not run inside evl_release (callbacks
+ * never run inside the call that caused them) but from the loop. */
+static int in_release;
+static void eof_checks_reentry(evl_conn *c)
+{
+    tu_state *s = evl_loop_udata(evl_loop_of(c));
+    TU_CB_CHECK(s, !in_release);
+    own_eof(c);
+}
+static const evl_handler own_eof2 = {.on_read = own_read, .on_close = own_close, .on_eof = eof_checks_reentry};
+
+static void test_on_eof_never_inside_evl_release(void **state)
+{
+    (void)state;
+    reset();
+    eofs = 0;
+    tu_state *s = tu_new(NULL, TU_SINK);
+    tu_rec *r = tu_pair(s);
+    evl_set_handler(r->c, &own_eof2);
+    evl_hold(r->c);
+    evl_read_pause(r->c);
+    shutdown(r->peer, SHUT_WR);
+    tu_run_for(s, 100);
+    evl_read_resume(r->c);
+    TU_RUN_UNTIL(s, eofs == 1, 3000);
+    assert_int_equal(r->closes, 0); /* held */
+    in_release = 1;
+    evl_release(r->c);
+    in_release = 0;
+    TU_RUN_UNTIL(s, r->closes == 1, 3000);
+    assert_int_equal(eofs, 1);
+    tu_finish(s);
+}
+
 /* ---- read pause ------------------------------------------------------------------ */
 
 static void test_read_pause_holds_input_and_eof(void **state)
@@ -439,6 +534,9 @@ int main(void)
         TU_TEST(test_close_reason_eof_reset_abort_local),
         TU_TEST(test_close_reason_idle_overflow_timeout_stop),
         TU_TEST(test_set_handler_routes_callbacks),
+        TU_TEST(test_on_eof_once_after_all_input),
+        TU_TEST(test_shutdown_is_a_half_close),
+        TU_TEST(test_on_eof_never_inside_evl_release),
         TU_TEST(test_read_pause_holds_input_and_eof),
         TU_TEST(test_read_resume_delivers_buffered_input),
         TU_TEST(test_stop_hook_says_goodbye),

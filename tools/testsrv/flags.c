@@ -8,11 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <sys/un.h>
 
 static const char usage_text[] =
     "usage: evl-testsrv [--listen HOST:PORT | --port N | --unix PATH]\n"
-    "                   [--mode cmd|echo|resp|http] [--rbuf-max B] [--wbuf-high B]\n"
+    "                   [--mode cmd|echo|resp|http|proxy] [--upstream ADDR:PORT|PATH]\n"
+    "                   [--rbuf-max B] [--wbuf-high B]\n"
     "                   [--wbuf-low B] [--wbuf-max B] [--idle-timeout MS]\n"
     "                   [--tick-ms MS] [--close-timeout MS] [--max-conns N]\n"
     "                   [--sndbuf B] [--fifo PATH] [--help]\n"
@@ -20,7 +22,9 @@ static const char usage_text[] =
     "  --port N            listen on 127.0.0.1:N (default 0: a free port)\n"
     "  --unix PATH         listen on a unix stream socket\n"
     "  --mode M            cmd (default: the command protocol), echo, resp (Redis\n"
-    "                      PING/ECHO) or http (GET: keep-alive, pipelining)\n"
+    "                      PING/ECHO), http (GET: keep-alive, pipelining) or proxy\n"
+    "  --upstream A        proxy mode: where each client's bytes go: a numeric\n"
+    "                      ADDR:PORT ([::1]:PORT for IPv6) or a unix socket /PATH\n"
     "  --rbuf-max B        unconsumed input cap per connection (1M)\n"
     "  --wbuf-high B       stop reading a connection at this many pending bytes (1M)\n"
     "  --wbuf-low B        resume reading, stream the next chunk, at this many (64K)\n"
@@ -95,7 +99,8 @@ static int parse_listen(const char *arg, struct flags *f)
 }
 
 enum { O_LISTEN = 256, O_PORT, O_UNIX, O_MODE, O_RBUF_MAX, O_WBUF_HIGH, O_WBUF_LOW,
-       O_WBUF_MAX, O_IDLE, O_TICK, O_CLOSE_TIMEOUT, O_MAX_CONNS, O_SNDBUF, O_FIFO };
+       O_WBUF_MAX, O_IDLE, O_TICK, O_CLOSE_TIMEOUT, O_MAX_CONNS, O_SNDBUF, O_FIFO,
+       O_UPSTREAM };
 
 static const struct option long_opts[] = {
     {"listen", required_argument, NULL, O_LISTEN},
@@ -112,6 +117,7 @@ static const struct option long_opts[] = {
     {"max-conns", required_argument, NULL, O_MAX_CONNS},
     {"sndbuf", required_argument, NULL, O_SNDBUF},
     {"fifo", required_argument, NULL, O_FIFO},
+    {"upstream", required_argument, NULL, O_UPSTREAM},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -122,6 +128,28 @@ static const char *opt_name(int opt)
         if (o->val == opt)
             return o->name;
     return "?";
+}
+
+/* --upstream: a unix path, or a numeric ADDR:PORT (evl_connect resolves
+ * nothing: a name would only fail later, on the first client). */
+static int parse_upstream(const char *arg, struct srv_config *c)
+{
+    if (arg[0] == '/') {
+        if (strlen(arg) >= sizeof c->upstream)
+            return -1;
+        (void)snprintf(c->upstream, sizeof c->upstream, "%s", arg);
+        c->upstream_port = 0;
+        return 0;
+    }
+    struct flags tmp;
+    if (parse_listen(arg, &tmp) < 0 || strlen(tmp.host) >= sizeof c->upstream)
+        return -1;
+    unsigned char a[16];
+    if (inet_pton(AF_INET, tmp.host, a) != 1 && inet_pton(AF_INET6, tmp.host, a) != 1)
+        return -1;
+    (void)snprintf(c->upstream, sizeof c->upstream, "%s", tmp.host);
+    c->upstream_port = tmp.port;
+    return tmp.port > 0 ? 0 : -1;
 }
 
 /* One option's value; -1 when it is bad. */
@@ -152,6 +180,8 @@ static int set_opt(int opt, const char *arg, struct flags *f, int *listeners)
             f->srv.mode = SRV_MODE_RESP;
         else if (strcmp(arg, "http") == 0)
             f->srv.mode = SRV_MODE_HTTP;
+        else if (strcmp(arg, "proxy") == 0)
+            f->srv.mode = SRV_MODE_PROXY;
         else
             return -1;
         return 0;
@@ -194,6 +224,8 @@ static int set_opt(int opt, const char *arg, struct flags *f, int *listeners)
     case O_FIFO:
         f->srv.fifo_path = arg;
         return *arg ? 0 : -1;
+    case O_UPSTREAM:
+        return parse_upstream(arg, &f->srv);
     default:
         return -1;
     }
@@ -250,6 +282,10 @@ int flags_parse(int argc, char **argv, struct flags *f)
     }
     if (listeners > 1) {
         usage_error("give at most one of --listen, --port, --unix");
+        return -1;
+    }
+    if ((f->srv.mode == SRV_MODE_PROXY) != (f->srv.upstream[0] != '\0')) {
+        usage_error("--mode proxy needs --upstream, and --upstream needs --mode proxy");
         return -1;
     }
     return check_watermarks(&f->opts);

@@ -219,6 +219,8 @@ static void on_read(evl_conn *c)
     case SRV_MODE_CMD:
         on_read_cmd(c);
         break;
+    case SRV_MODE_PROXY:
+        break; /* proxied connections have the proxy's own handler */
     }
 }
 
@@ -239,6 +241,8 @@ static bool on_accept(evl_conn *c)
     }
     if (s->cfg.mode == SRV_MODE_ECHO)
         return true; /* no commands, no per-connection state (udata NULL) */
+    if (s->cfg.mode == SRV_MODE_PROXY)
+        return proxy_accept(s, c); /* its own handler from here on */
     struct sconn *sc = calloc(1, sizeof *sc);
     if (!sc)
         return false;

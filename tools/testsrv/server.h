@@ -7,12 +7,14 @@
 
 #include "evloop.h"
 
-enum srv_mode { SRV_MODE_CMD, SRV_MODE_ECHO, SRV_MODE_RESP, SRV_MODE_HTTP };
+enum srv_mode { SRV_MODE_CMD, SRV_MODE_ECHO, SRV_MODE_RESP, SRV_MODE_HTTP, SRV_MODE_PROXY };
 
 struct srv_config {
     enum srv_mode mode;
     int sndbuf;            /* SO_SNDBUF for accepted sockets; 0 = leave it */
     const char *fifo_path; /* lines written here are broadcast; NULL = none */
+    char upstream[108];    /* --mode proxy: numeric address or unix path */
+    int upstream_port;
 };
 
 struct srv;

@@ -54,6 +54,9 @@ struct srv_counters {
     uint64_t fifo_reopens;   /* FIFO reopened after its last writer left */
     uint64_t blast_yields;   /* BLAST writes that stopped with bytes left,
                                 pending above wbuf_low: on_drain resumes */
+    uint64_t proxy_pauses;   /* proxy: a side stopped reading (the other
+                                side's output at wbuf_high) */
+    uint64_t proxy_connect_failed; /* proxy: upstream connects that failed */
 };
 
 struct srv {
@@ -72,6 +75,9 @@ struct srv {
 /* server.c: streams n pattern bytes like BLAST (from on_drain, in chunks);
  * later input waits until the last byte is written. */
 void blast_start(struct srv *s, struct sconn *sc, uint64_t n, uint32_t seed);
+
+/* proxy.c: --mode proxy; true when the client's upstream connect began. */
+bool proxy_accept(struct srv *s, evl_conn *c);
 
 /* modes.c: on_read for --mode resp and --mode http. */
 void on_read_resp(evl_conn *c);
