@@ -44,7 +44,7 @@ CHECK_TARGETS :=
 -include lib/test/unit.mk tools/tools.mk conformance/conformance.mk \
          stress/stress.mk fuzz/fuzz.mk bench/bench.mk ci/ci.mk
 
-.PHONY: all check lint werror clean deps-%
+.PHONY: all check fresh-check lint werror clean deps-%
 all: deps-build $(REL_LIB) $(ALL_BINS)
 
 $(BUILD)/obj/%.o: $(LIB)/%.c $(LIB_HDRS) | deps-build
@@ -69,6 +69,11 @@ werror: | deps-build deps-headers
 # The gate (SPEC §8): every stage, timed, with a summary table and reports.
 check: | deps-gate
 	@ci/gate.sh $(GATE_ARGS)
+
+# The README's two commands in a clean clone on a minimal Debian 12 root
+# (tools/fresh-check.sh). Not part of check: it downloads a few hundred MB.
+fresh-check: | deps-fresh
+	@tools/fresh-check.sh $(FRESH_ARGS)
 
 # Static analysis: zero findings (suppressions carry their reason).
 lint: | deps-lint deps-headers
