@@ -1,4 +1,4 @@
-# evloop — build and entry points (SPEC §2).
+# evloop — build and entry points (README.md: "Make targets").
 # This file holds what every part shares; each part adds its own rules in its
 # own fragment (lib/test/unit.mk, tools/tools.mk, conformance/conformance.mk,
 # stress/stress.mk, fuzz/fuzz.mk, bench/bench.mk, ci/ci.mk), so the parts stay
@@ -66,7 +66,7 @@ werror: | deps-build deps-headers
 	  $$cc $(BASE_CFLAGS) -O2 -Werror -c $$f -o /dev/null || { echo "werror: $$cc $$f"; exit 1; }; \
 	done; echo "werror: $$cc clean on $(words $(WERROR_SRCS)) files"; done
 
-# The gate (SPEC §8): every stage, timed, with a summary table and reports.
+# The gate (ci/gate.sh; README.md: "Gate your fork"): every stage, timed, with a summary table and reports.
 check: | deps-gate
 	@ci/gate.sh $(GATE_ARGS)
 
@@ -81,7 +81,7 @@ lint: | deps-lint deps-headers
 	  --inline-suppr --error-exitcode=1 -I$(LIB) $(WERROR_SRCS)
 	clang-tidy --quiet $(WERROR_SRCS) -- $(BASE_CFLAGS)
 
-# Installs what a target needs (SPEC §2): a no-op when all is present.
+# Installs what a target needs (tools/deps.sh, docs/DESIGN.md §4): a no-op when all is present.
 deps-%:
 	@tools/deps.sh $*
 

@@ -1,4 +1,4 @@
-"""Signals (SPEC §3 fault 2, §4): SIGTERM and SIGINT stop the server
+"""Signals (docs/DESIGN.md §2 fault 2, docs/PROTOCOL.md §3): SIGTERM and SIGINT stop the server
 gracefully with exit 0 (stop accepting, flush what is buffered for at most
 the close timeout, close all); SIGUSR1, SIGUSR2, SIGCHLD and SIGWINCH change
 nothing, even in a storm during traffic. Tests that stop the server

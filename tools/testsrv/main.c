@@ -1,5 +1,5 @@
 /*
- * evl-testsrv: the scripted test server (SPEC §4) that conformance, stress,
+ * evl-testsrv: the scripted test server (docs/PROTOCOL.md) that conformance, stress,
  * fuzz and bench drive. This file: flags, signals, listening, the LISTENING
  * line, run, clean exit.
  *

@@ -1,5 +1,5 @@
 /*
- * server.h: the test server's connection handlers (SPEC §4), cmd and echo
+ * server.h: the test server's connection handlers (docs/PROTOCOL.md §4), cmd and echo
  * modes (resp and http in modes.c), on the public evloop API only.
  */
 #ifndef TESTSRV_SERVER_H
