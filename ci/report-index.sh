@@ -7,7 +7,8 @@
 # per stage, its log and every file the stage wrote (<stage>*: JUnit XML,
 # per-program logs, JSON); the last lines of a failing stage's log; the
 # coverage report (coverage/index.html) when present; the stress and bench
-# charts (stress*-latency.png, bench.png) when present; every other file.
+# charts (stress*-latency.png, bench.png) and figures (JSON, bench.md) when
+# present; every other file.
 # Static HTML, relative links, no network resources. ci/gate.sh calls it last.
 # After writing, every link on the page is checked to name an existing file:
 # exit 1 if one does not, 2 on usage errors.
@@ -39,6 +40,7 @@ total=$(sed -n 's/.*"total_seconds": *\([0-9.]*\).*/\1/p' "$summary")
 failed=$(sed -n 's/.*"failed": *\([0-9]*\).*/\1/p' "$summary")
 passed=$(( ${#stages[@]} - ${failed:-0} ))
 head=$(git -C "$dir" rev-parse --short HEAD 2>/dev/null || echo unknown)
+[ -z "$(git -C "$dir" status --porcelain --untracked-files=no 2>/dev/null)" ] || head+=" (with uncommitted changes)"
 
 # Top-level entries of the reports directory, sorted; those linked from a
 # section are marked, and the rest are listed at the end.
@@ -55,7 +57,7 @@ stage_files() {  # stage_files NAME: the entries the stage wrote, its log first
   [ -e "$dir/$n.log" ] && echo "$n.log"
   for e in "${entries[@]}"; do
     [ "$e" = "$n.log" ] && continue
-    case "$e" in "$n".*|"$n"-*) echo "$e" ;; esac
+    case "$e" in "$n"|"$n".*|"$n"-*) echo "$e" ;; esac
   done
 }
 
@@ -70,7 +72,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.8em; border-botto
 table { border-collapse: collapse; } th, td { padding: .3em .8em; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .PASS { color: #176f2c; font-weight: bold; } .FAIL { color: #b00020; font-weight: bold; }
-.files a { margin-right: .8em; white-space: nowrap; }
+.files a { margin-right: .6em; white-space: nowrap; } .files div { margin: .1em 0; }
 pre { background: #f6f6f6; padding: .6em; overflow-x: auto; font-size: 13px; }
 img { max-width: 100%; border: 1px solid #ddd; } .muted { color: #777; }
 </style></head><body>
@@ -89,11 +91,19 @@ EOF
     s=${stages[$i]}
     printf '<tr><td>%s</td><td class="%s">%s</td><td class="num">%s</td><td class="num">%s</td><td class="files">' \
       "$(printf '%s' "$s" | esc)" "${results[$i]}" "${results[$i]}" "${tests[$i]}" "${secs[$i]}"
-    while IFS= read -r f; do
-      [ -n "$f" ] || continue
-      [ -d "$dir/$f" ] && f=$f/
-      link "$f"; shown[${f%/}]=1
-    done < <(stage_files "$s")
+    # One line each: logs, JUnit XML, the rest (JSON, directories).
+    mapfile -t files < <(stage_files "$s")
+    for kind in log xml other; do
+      line=
+      for f in "${files[@]}"; do
+        [ -n "$f" ] || continue
+        case "$kind:$f" in log:*.log|xml:*.xml) ;; other:*.log|other:*.xml) continue ;; other:*) ;; *) continue ;; esac
+        shown[$f]=1
+        [ -d "$dir/$f" ] && f=$f/
+        line+="$(link "$f") "
+      done
+      [ -z "$line" ] || printf '<div>%s</div>' "$line"
+    done
     echo '</td></tr>'
   done
   echo '</table>'
@@ -114,18 +124,20 @@ EOF
     echo '<p class="muted">No coverage report in this run (<code>make coverage</code> writes coverage/index.html).</p>'
   fi
 
-  echo '<h2>Charts</h2>'
+  echo '<h2>Stress and bench</h2>'
   charts=0
   for c in stress-latency.png stress-quick-latency.png bench.png; do
     [ -f "$dir/$c" ] || continue
     charts=$((charts + 1)); shown[$c]=1
     printf '<p>%s<br><img src="%s" alt="%s"></p>\n' "$(link "$c")" "$(url "$c")" "$c"
   done
-  for t in stress.json stress-quick.json bench.md bench.json; do
-    [ -f "$dir/$t" ] && { printf '<p>%s</p>\n' "$(link "$t")"; shown[$t]=1; }
-  done
   [ "$charts" -gt 0 ] ||
     echo '<p class="muted">No charts in this run (<code>make stress PLOT=1</code> draws stress-latency.png, <code>make bench</code> bench.png).</p>'
+  data=
+  for t in stress.json stress-quick.json bench.md bench.json; do
+    [ -f "$dir/$t" ] && { data+="$(link "$t") "; shown[$t]=1; }
+  done
+  [ -z "$data" ] || printf '<p class="files">Figures: %s</p>\n' "$data"
 
   rest=()
   for e in "${entries[@]}"; do [ -n "${shown[$e]+x}" ] || rest+=("$e"); done
