@@ -175,7 +175,8 @@ static void check_eof_done(evl_conn *c)
             evl__conn_kill(c);
         return;
     }
-    if (evl__linked(&c->ready) || c->wbuf.len > 0 || c->holds > 0)
+    /* A hold waits for a reply that can still be sent: not after a reset. */
+    if (evl__linked(&c->ready) || c->wbuf.len > 0 || (c->holds > 0 && !c->broken))
         return;
     evl__conn_kill(c);
 }

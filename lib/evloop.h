@@ -227,7 +227,8 @@ const evl_options *evl_get_options(const evl_loop *l);
 int evl_listen_tcp(const char *host, int port, int flags);
 
 /* A non-blocking unix stream listening socket at path. A stale socket file
- * at path is removed first (only a socket, never another kind of file). */
+ * at path is removed first (only a socket, never another kind of file); a
+ * socket some server still listens on is not stale: EADDRINUSE. */
 int evl_listen_unix(const char *path);
 
 /* The local port of a TCP socket, or -1 with errno. */

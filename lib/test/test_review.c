@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -333,6 +334,25 @@ static void test_review2_held_conn_still_idles_out(void **state)
     tu_finish(s);
 }
 
+/* A reset ends a held connection once its input is delivered: nothing can
+ * be sent any more, so the hold has nothing left to wait for (found by
+ * reading the header: "a hold does not stop ... errors"). */
+static void test_review2_held_conn_closes_on_reset(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    s->size = 1;
+    s->read_hook = hold_read;
+    tu_rec *r = tu_tcp(s);
+    tu_peer_sends(r->peer, "REQ\n");
+    TU_RUN_UNTIL(s, s->user != NULL, 2000);
+    tu_set_linger0(r->peer);
+    tu_close_fd(r->peer); /* RST */
+    r->peer = -1;
+    TU_RUN_UNTIL(s, r->closes == 1, 3000);
+    tu_finish(s);
+}
+
 /* ---- 3. writev beyond IOV_MAX ------------------------------------------------ */
 
 static void writev_many(bool something_pending)
@@ -525,6 +545,44 @@ static void test_review6_failed_run_can_be_retried(void **state)
     tu_finish(s);
 }
 
+/* ---- found by reading: evl_listen_unix and a live socket --------------------- */
+
+/* "A stale socket file at path is removed first": a socket some server is
+ * still listening on is not stale. Removing it would silently steal the path
+ * from the running server (its clients would reach the newcomer). */
+static void test_listen_unix_never_steals_a_live_socket(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/evl-unit-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[sizeof dir + 16];
+    (void)snprintf(path, sizeof path, "%s/sock", dir);
+    int live = evl_listen_unix(path);
+    assert_true(live >= 0);
+    errno = 0;
+    int second = evl_listen_unix(path);
+    if (second >= 0)
+        close(second);
+    assert_int_equal(second, -1);
+    assert_int_equal(errno, EADDRINUSE);
+    /* the first server still owns the path */
+    int cl = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    (void)snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    assert_int_equal(connect(cl, (struct sockaddr *)&a, sizeof a), 0);
+    int acc = accept4(live, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(acc >= 0);
+    close(acc);
+    close(cl);
+    close(live);
+    /* once its server is gone the file is stale, and replaced */
+    int third = evl_listen_unix(path);
+    assert_true(third >= 0);
+    close(third);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -537,6 +595,8 @@ int main(void)
         TU_TEST(test_review2_held_conn_after_peer_close_does_not_spin),
         TU_TEST(test_review2_held_conn_wake_after_eof_delivers),
         TU_TEST(test_review2_held_conn_still_idles_out),
+        TU_TEST(test_review2_held_conn_closes_on_reset),
+        TU_TEST(test_listen_unix_never_steals_a_live_socket),
         TU_TEST(test_review3_writev_beyond_iov_max_idle),
         TU_TEST(test_review3_writev_beyond_iov_max_pending),
         TU_TEST(test_review4_shutdown_listener_does_not_spin),
