@@ -102,9 +102,9 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'exit 129' HUP
+trap 'say "interrupted (SIGINT)"; exit 130' INT
+trap 'say "interrupted (SIGTERM)"; exit 143' TERM
+trap 'say "interrupted (SIGHUP)"; exit 129' HUP
 
 mnt() {  # mnt TYPE DIR [OPTIONS]: mount a fresh instance of TYPE at root/DIR
   mkdir -p "$root/$2"
