@@ -5,9 +5,12 @@
 #   2. the tree: header, libevloop.a, libevloop.so.X.Y.Z with soname
 #      libevloop.so.X and both links, evloop.pc; the shared library exports
 #      exactly the functions evloop.h declares (no evl__ internals)
-#   3. every examples/*.c built with pkg-config against that tree, shared and
-#      --static, with -std=c11 -Werror and no -D_GNU_SOURCE (the header
-#      needs none); the README shows examples/echo.c as it is
+#   3. the header compiles alone with -std=c11 -pedantic and only
+#      -D_POSIX_C_SOURCE=200809L (no _GNU_SOURCE: it needs POSIX, sigset_t
+#      and struct iovec, nothing more); every examples/*.c built with
+#      pkg-config against that tree as a user would (the compiler's default
+#      language, -Wall -Wextra -Werror), shared and --static; the README
+#      shows examples/echo.c as it is
 #   4. examples/smoke.py runs each build (127.0.0.1, processes stopped by PID)
 #   5. make uninstall leaves nothing behind
 # Environment: MAKE, CC, PYTHON (set by make).
@@ -70,10 +73,18 @@ awk '/^```c$/ { inblock = 1; n = 0; next }
   README.md >"$tmp/readme-echo.c" || fail "README.md has no code block starting with examples/echo.c"
 diff -u examples/echo.c "$tmp/readme-echo.c" || fail "README.md's echo example differs from examples/echo.c"
 
+step "the header alone: -std=c11 -pedantic -D_POSIX_C_SOURCE=200809L"
+printf '#include <evloop.h>\nint main(void) { return evl_version() == EVL_VERSION_NUMBER ? 0 : 1; }\n' >"$tmp/header.c"
+# shellcheck disable=SC2046  # pkg-config's output is a list of words
+$CC -std=c11 -pedantic -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L \
+  $(pkg-config --cflags evloop) "$tmp/header.c" $(pkg-config --libs evloop) -o "$tmp/header" ||
+  fail "evloop.h needs more than POSIX.1-2008 under -std=c11"
+LD_LIBRARY_PATH=$libdir "$tmp/header" || fail "evl_version() differs from the header's EVL_VERSION_NUMBER"
+
 step "examples: shared and static builds"
 bin=$tmp/bin
 mkdir -p "$bin"
-cflags="-std=c11 -O2 -Wall -Wextra -Werror"
+cflags="-O2 -Wall -Wextra -Werror"
 for src in examples/*.c; do
   name=$(basename "$src" .c)
   # shellcheck disable=SC2046,SC2086  # pkg-config's output is a list of words
