@@ -17,11 +17,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 BASELINE=${BASELINE:-abi/libevloop.abi.xml}
 SUPPR=abi/evloop.suppr
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 
 mode=check
 [ "${1:-}" = --baseline ] && { mode=baseline; shift; }
-[ $# -eq 2 ] && [ -f "$1" ] && [ -f "$2" ] || usage
+if [ $# -ne 2 ] || [ ! -f "$1" ] || [ ! -f "$2" ]; then usage; fi
 lib=$1 header=$2
 
 # Only what evloop.h declares (the library's private structs are opaque
@@ -43,8 +43,10 @@ major_of() { sed -n 's/^libevloop\.so\.\([0-9][0-9]*\)$/\1/p'; }
 base_soname=$(grep -o "soname='[^']*'" "$BASELINE" | head -n1 | cut -d"'" -f2)
 cur_soname=$(readelf -d "$lib" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 base_major=$(major_of <<<"$base_soname") cur_major=$(major_of <<<"$cur_soname")
-[ -n "$base_major" ] && [ -n "$cur_major" ] ||
-  { echo "abi: cannot read the sonames (baseline '$base_soname', library '$cur_soname')" >&2; exit 1; }
+if [ -z "$base_major" ] || [ -z "$cur_major" ]; then
+  echo "abi: cannot read the sonames (baseline '$base_soname', library '$cur_soname')" >&2
+  exit 1
+fi
 echo "abi: $lib ($cur_soname) against $BASELINE ($base_soname)"
 
 # No header filter here: the baseline holds only the public types, and the

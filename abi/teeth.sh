@@ -63,8 +63,7 @@ PY
     echo "teeth: $name: build failed"; tail -n 20 "$log"; bad=$((bad + 1)); continue
   fi
   so=$(find "$tmp/$name/build" -maxdepth 1 -type f -name 'libevloop.so.*.*.*')
-  abi/check.sh "$so" "$lib/evloop.h" >"$log" 2>&1
-  if [ $? -eq 0 ]; then got=pass; else got=fail; fi
+  if abi/check.sh "$so" "$lib/evloop.h" >"$log" 2>&1; then got=pass; else got=fail; fi
   if [ "$got" = "$want" ]; then mark=ok; else mark=WRONG; bad=$((bad + 1)); fi
   printf 'teeth: %-36s want %-4s got %-4s %s\n' "$name" "$want" "$got" "$mark"
   if [ "$mark" = WRONG ] || [ -n "${TEETH_VERBOSE:-}" ]; then sed 's/^/   | /' "$log"; fi

@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.." || exit 2
 MAKE=${MAKE:-make}
 CC=${CC:-cc}
 PYTHON=${PYTHON:-/usr/bin/python3}
-[ $# -eq 0 ] || { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 0 ] || { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 
 tmp=$(mktemp -d /tmp/evl-install.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
@@ -38,7 +38,7 @@ real=libevloop.so.$version soname=libevloop.so.$major
 
 step "the tree"
 for f in include/evloop.h lib/libevloop.a "lib/$real" lib/pkgconfig/evloop.pc; do
-  [ -f "$dest/usr/$f" ] && [ ! -L "$dest/usr/$f" ] || fail "missing file /usr/$f"
+  if [ ! -f "$dest/usr/$f" ] || [ -L "$dest/usr/$f" ]; then fail "missing file /usr/$f"; fi
 done
 [ "$(readlink "$libdir/$soname")" = "$real" ] || fail "$soname does not link to $real"
 [ "$(readlink "$libdir/libevloop.so")" = "$soname" ] || fail "libevloop.so does not link to $soname"
