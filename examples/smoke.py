@@ -99,6 +99,13 @@ def nothing_within(s, seconds):
     return False
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time of a process, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_bad(argv, code, words):
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=TIMEOUT)
     assert r.returncode == code, f"{argv}: exit {r.returncode}, want {code}: {r.stderr!r}"
@@ -206,6 +213,12 @@ def smoke_fifo(exe):
                 w.write(b"lo\n")
             for c in clients:
                 assert read_until(c, b"hello\n").endswith(b"hello\n")
+            # Every writer has left: the FIFO must not read as EOF forever
+            # (level-triggered, that would spin the loop).
+            cpu0 = cpu_seconds(srv.p.pid)
+            time.sleep(1.0)
+            spent = cpu_seconds(srv.p.pid) - cpu0
+            assert spent < 0.1, f"{spent:.2f} s of CPU in 1 s idle: the loop spins"
             assert srv.stop() == 0, srv.stderr()
             assert not os.path.exists(path), "the FIFO it created was left behind"
             for c in clients:
