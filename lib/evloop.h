@@ -176,8 +176,8 @@ evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
 void evl_free(evl_loop *l);
 
 /* Runs until SIGTERM, SIGINT or evl_stop, then stops gracefully: listeners are
- * removed, on_stop runs, every connection gets evl_close (flush, then close, aborted after
- * close_timeout_ms), and it returns 0 once all are closed. listen_fd (a
+ * removed, on_stop runs, every connection gets evl_close (flush, then close,
+ * aborted after close_timeout_ms), and it returns 0 once all are closed. listen_fd (a
  * listening socket, or -1 for none) is added as by evl_add_listener.
  * SIGTERM/SIGINT are blocked in the calling thread while it runs and read
  * through a signalfd; the mask is restored on return. Children forked from a
