@@ -10,13 +10,17 @@ cd "$(dirname "$0")/.." || exit 2
 MAKE=${MAKE:-make}
 
 # name | expected | file(s, +-separated) | start of the line to change |
-# what replaces that start (\n: newline)
+# what replaces that start (\n: newline). "END OF X" changes the first line
+# starting with "}" after the line starting with X. The appends anchor on the
+# struct's end, so members added later by the lead do not turn them into
+# insertions; "int after max_events" fails either way: in the middle, or,
+# while max_events is last, in evl_options' tail padding (docs/ABI.md).
 VARIANTS=(
   "unchanged|pass|||"
-  "options_member_appended|pass|evloop.h|    int max_events;|    int max_events;\n    size_t appended;"
-  "options_member_appended_in_tail_padding|fail|evloop.h|    int max_events;|    int max_events;\n    int appended;"
-  "handler_member_appended|pass|evloop.h|    void (*on_stop)(evl_loop *l);|    void (*on_stop)(evl_loop *l);\n    void (*on_appended)(evl_loop *l);"
-  "stats_member_appended|pass|evloop.h|    uint64_t iterations;|    uint64_t iterations;\n    uint64_t appended;"
+  "options_member_appended|pass|evloop.h|} evl_options;|    size_t appended;\n} evl_options;"
+  "options_int_after_max_events|fail|evloop.h|    int max_events;|    int max_events;\n    int appended;"
+  "handler_member_appended|pass|evloop.h|} evl_handler;|    void (*on_appended)(evl_loop *l);\n} evl_handler;"
+  "stats_member_appended|pass|evloop.h|END OF struct evl_stats {|    uint64_t appended;\n}"
   "function_added|pass|version.c|int evl_version(void)|int evl_added(void);\nint evl_added(void) { return 1; }\nint evl_version(void)"
   "private_struct_changed|pass|evl_int.h|    evl_handler h;|    int inserted;\n    evl_handler h;"
   "options_member_inserted_in_middle|fail|evloop.h|    size_t wbuf_low;|    size_t inserted;\n    size_t wbuf_low;"
@@ -49,7 +53,17 @@ find, repl = os.environ["FIND"], os.environ["REPL"].replace("\\n", "\n")
 for name in sys.argv[2].split("+"):
     p = os.path.join(sys.argv[1], name)
     s = open(p).read()
-    line = next((l for l in s.split("\n") if l.startswith(find)), None)
+    lines = s.split("\n")
+    if find.startswith("END OF "):
+        start = next((i for i, l in enumerate(lines) if l.startswith(find[7:])), None)
+        end = None if start is None else next(
+            (i for i in range(start + 1, len(lines)) if lines[i].startswith("}")), None)
+        if end is None:
+            sys.exit(f"{find!r}: no such block in {p}")
+        lines[end] = repl + lines[end][1:]
+        open(p, "w").write("\n".join(lines))
+        continue
+    line = next((l for l in lines if l.startswith(find)), None)
     if line is None:
         sys.exit(f"{find!r} not in {p}")
     open(p, "w").write(s.replace(line, repl + line[len(find):], 1))

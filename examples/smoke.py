@@ -136,7 +136,10 @@ def smoke_echo(exe):
 
 def smoke_chat(exe):
     run_bad([exe, "1", "2", "3"], 2, "usage")
-    srv = Proc(exe, "0", "65536")
+    # 1 MiB: far above what b, which reads, can lag (the sender waits for b
+    # every 128 lines, so a loaded machine cannot make b look slow); one that
+    # never reads passes it after a few MB (its kernel buffers hold the rest).
+    srv = Proc(exe, "0", str(1 << 20))
     try:
         a, b = connect(srv.port), connect(srv.port)
         ida = read_until(a, b"\n").split()[-1]
@@ -149,8 +152,9 @@ def smoke_chat(exe):
         # reads, gets every line.
         slow = connect(srv.port, rcvbuf=4096)
         read_until(slow, b"\n")
-        lines, body = 16000, b"x" * 1000
-        want = (ida + b": " + body + b"\n") * lines
+        lines, step, body = 16000, 128, b"x" * 1000
+        line = ida + b": " + body + b"\n"
+        want = line * lines
         got = bytearray()
 
         def reader():
@@ -163,9 +167,15 @@ def smoke_chat(exe):
 
         t = threading.Thread(target=reader)
         t.start()
-        a.sendall((body + b"\n") * lines)
-        t.join(TIMEOUT * 3)
-        assert bytes(got) == want, f"b got {len(got)} of {len(want)} bytes"
+        for sent in range(step, lines + 1, step):
+            a.sendall((body + b"\n") * step)
+            deadline = time.monotonic() + TIMEOUT
+            while len(got) < sent * len(line) and t.is_alive():
+                assert time.monotonic() < deadline, f"b stuck at {len(got)} bytes"
+                time.sleep(0.001)
+        t.join(TIMEOUT)
+        assert bytes(got) == want, (f"b, which reads, got {len(got)} of {len(want)} bytes "
+                                    f"(dropped as slow?): {srv.stderr()[-300:]}")
         slow.settimeout(TIMEOUT)
         n = 0
         try:
