@@ -13,7 +13,7 @@ abi-baseline: $(SO_LIB) | deps-build deps-abi
 	abi/check.sh --baseline $(SO_LIB) $(LIB)/evloop.h
 
 abi-teeth: | deps-build deps-abi
-	MAKE="$(MAKE)" abi/teeth.sh
+	MAKE="$(MAKE)" REPORTS="$(REPORTS)" abi/teeth.sh
 
 # The shared library alone (abi/teeth.sh builds variants with LIB= BUILD=).
 .PHONY: abi-so

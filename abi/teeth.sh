@@ -5,6 +5,7 @@
 # compatible ones (docs/ABI.md) must pass.
 #
 #   abi/teeth.sh [VARIANT...]     all variants by default; --list names them
+# With REPORTS set, writes $REPORTS/abi-teeth.xml (JUnit, one case per variant).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 MAKE=${MAKE:-make}
@@ -38,7 +39,7 @@ if [ "${1:-}" = --list ]; then
 fi
 tmp=$(mktemp -d /tmp/evl-abi-teeth.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-bad=0 ran=0
+bad=0 ran=0 cases=()
 for v in "${VARIANTS[@]}"; do
   IFS='|' read -r name want file find repl <<<"$v"
   if [ $# -gt 0 ] && ! printf '%s\n' "$@" | grep -qx "$name"; then continue; fi
@@ -80,8 +81,24 @@ PY
   if abi/check.sh "$so" "$lib/evloop.h" >"$log" 2>&1; then got=pass; else got=fail; fi
   if [ "$got" = "$want" ]; then mark=ok; else mark=WRONG; bad=$((bad + 1)); fi
   printf 'teeth: %-36s want %-4s got %-4s %s\n' "$name" "$want" "$got" "$mark"
+  cases+=("$name|$want|$got")
   if [ "$mark" = WRONG ] || [ -n "${TEETH_VERBOSE:-}" ]; then sed 's/^/   | /' "$log"; fi
 done
 [ "$ran" -gt 0 ] || { echo "teeth: no such variant: $*" >&2; exit 2; }
+if [ -n "${REPORTS:-}" ] && mkdir -p "$REPORTS"; then
+  {
+    printf '<?xml version="1.0" encoding="UTF-8"?>\n'
+    printf '<testsuite name="abi-teeth" tests="%d" failures="%d">\n' "$ran" "$bad"
+    for c in "${cases[@]}"; do
+      IFS='|' read -r n w g <<<"$c"
+      if [ "$w" = "$g" ]; then
+        printf '  <testcase classname="abi" name="%s"/>\n' "$n"
+      else
+        printf '  <testcase classname="abi" name="%s"><failure message="want %s, got %s"/></testcase>\n' "$n" "$w" "$g"
+      fi
+    done
+    printf '</testsuite>\n'
+  } >"$REPORTS/abi-teeth.xml"
+fi
 echo "teeth: $((ran - bad)) of $ran as expected"
 [ "$bad" -eq 0 ]

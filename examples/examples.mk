@@ -10,4 +10,4 @@ WERROR_SRCS  += $(EXAMPLE_SRCS)
 
 .PHONY: install-check
 install-check: $(REL_LIB) $(SO_LIB) | deps-build deps-install
-	MAKE="$(MAKE)" CC="$(CC)" PYTHON="$(PYTHON)" examples/install-check.sh
+	MAKE="$(MAKE)" CC="$(CC)" PYTHON="$(PYTHON)" REPORTS="$(REPORTS)" examples/install-check.sh

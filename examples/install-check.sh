@@ -13,7 +13,8 @@
 #      shows examples/echo.c as it is
 #   4. examples/smoke.py runs each build (127.0.0.1, processes stopped by PID)
 #   5. make uninstall leaves nothing behind
-# Environment: MAKE, CC, PYTHON (set by make).
+# Environment: MAKE, CC, PYTHON (set by make); REPORTS: a directory for
+# install-check.xml (JUnit, one case per step).
 set -euo pipefail
 cd "$(dirname "$0")/.." || exit 2
 MAKE=${MAKE:-make}
@@ -22,12 +23,37 @@ PYTHON=${PYTHON:-/usr/bin/python3}
 [ $# -eq 0 ] || { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2; exit 2; }
 
 tmp=$(mktemp -d /tmp/evl-install.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
 dest=$tmp/root
+steps=() current=""
 fail() { echo "install-check: $*" >&2; exit 1; }
-step() { echo "== $*"; }
+step() { [ -z "$current" ] || steps+=("$current"); current=$*; echo "== $*"; }
+# One JUnit case per step; the step running when the script exits non-zero
+# is the failure.
+finish() {
+  local rc=$? s
+  if [ -n "${REPORTS:-}" ] && mkdir -p "$REPORTS"; then
+    {
+      printf '<?xml version="1.0" encoding="UTF-8"?>\n'
+      printf '<testsuite name="install" tests="%d" failures="%d">\n' \
+        $((${#steps[@]} + 1)) $((rc != 0))
+      for s in "${steps[@]}"; do
+        printf '  <testcase classname="install" name="%s"/>\n' "${s//\"/&quot;}"
+      done
+      if [ "$rc" -eq 0 ]; then
+        printf '  <testcase classname="install" name="%s"/>\n' "${current//\"/&quot;}"
+      else
+        printf '  <testcase classname="install" name="%s"><failure message="exit %d"/></testcase>\n' \
+          "${current//\"/&quot;}" "$rc"
+      fi
+      printf '</testsuite>\n'
+    } >"$REPORTS/install-check.xml"
+  fi
+  rm -rf "$tmp"
+}
+trap finish EXIT
 
-step "make install DESTDIR=$dest PREFIX=/usr"
+step "make install DESTDIR=<temporary> PREFIX=/usr"
+echo "   DESTDIR=$dest"
 $MAKE --no-print-directory install DESTDIR="$dest" PREFIX=/usr
 libdir=$dest/usr/lib
 find "$dest" \( -type f -o -type l \) -printf '   %P %l\n' | sort
