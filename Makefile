@@ -42,7 +42,8 @@ WERROR_SRCS   := $(LIB_SRCS)
 CHECK_TARGETS :=
 
 -include lib/test/unit.mk tools/tools.mk conformance/conformance.mk \
-         stress/stress.mk fuzz/fuzz.mk bench/bench.mk ci/ci.mk
+         stress/stress.mk fuzz/fuzz.mk bench/bench.mk ci/ci.mk \
+         lib/install.mk examples/examples.mk abi/abi.mk
 
 .PHONY: all check fresh-check lint werror clean deps-%
 all: deps-build $(REL_LIB) $(ALL_BINS)
