@@ -20,8 +20,9 @@ static void touch(evl_conn *c)
         return;
     c->stamp = l->now;
     /* Keep the active list ordered by last progress, so the idle timer only
-     * ever looks at its head. */
-    if (l->o.idle_timeout_ms > 0) {
+     * ever looks at its head. A connection with its own timeout is on the
+     * custom list instead; its own timer reads the stamp when it fires. */
+    if (l->o.idle_timeout_ms > 0 && !c->idle_timer) {
         evl__list_unlink(&c->link);
         evl__list_append(&l->active, &c->link);
     }
@@ -70,6 +71,7 @@ evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting)
     c->io.kind = EVL__CONN;
     c->loop = l;
     c->h = &l->h;
+    c->wbuf_max = l->o.wbuf_max;
     c->connecting = connecting;
     if (evl__poll_set(l, &c->io, connecting ? EVL__OUT : EVL__IN) < 0) {
         free(c);
@@ -106,6 +108,28 @@ void evl__conn_kill(evl_conn *c, int reason, int err)
     l->kill_tail = &c->next_kill;
 }
 
+/* Whether the connection ends by abort: output was or may have been cut
+ * off (evl_abort, overflow, idle timeout, a close deadline that dropped
+ * bytes, no memory, evl_free). A clean end (the peer's EOF, a completed
+ * evl_close, a graceful stop) and a socket that failed already do not. */
+static bool abortive(const evl_conn *c)
+{
+    switch (c->reason) {
+    case EVL_CLOSE_ABORT:
+    case EVL_CLOSE_OVERFLOW:
+    case EVL_CLOSE_IDLE:
+    case EVL_CLOSE_TIMEOUT:
+    case EVL_CLOSE_NOMEM:
+        return true;
+    case EVL_CLOSE_STOP:
+        return !c->closing; /* evl_free; a graceful stop went through evl_close */
+    case EVL_CLOSE_RESET:
+        return false;
+    default:
+        return c->wbuf.len > 0; /* bytes dropped all the same (evl_free) */
+    }
+}
+
 /* Runs on_close and closes the fd: called by the loop between callbacks,
  * never from inside the call that killed the connection. */
 void evl__conn_reap(evl_conn *c)
@@ -113,10 +137,10 @@ void evl__conn_reap(evl_conn *c)
     evl_loop *l = c->loop;
     evl__poll_forget(l, &c->io);
     l->fdtab[c->io.fd] = NULL;
-    if (c->connect_timer) {
-        evl_timer_free(c->connect_timer);
-        c->connect_timer = NULL;
-    }
+    evl_timer_free(c->connect_timer);
+    c->connect_timer = NULL;
+    evl_timer_free(c->idle_timer);
+    c->idle_timer = NULL;
     if (c->refused) {
         l->st.rejected++;
     } else {
@@ -124,6 +148,13 @@ void evl__conn_reap(evl_conn *c)
             c->h->on_close(c);
         l->st.closed++;
         l->st.conns--;
+    }
+    if (abortive(c)) {
+        /* RST, not FIN: the peer must be able to tell a cut-off stream from
+         * a complete one, and the kernel frees the send queue at once
+         * instead of holding it for a peer that does not read. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     (void)close(c->io.fd);
     evl__buf_free(&c->rbuf);
@@ -486,7 +517,7 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
         return 0;
 
     size_t rest = total - sent;
-    if (l->o.wbuf_max && rest > l->o.wbuf_max - c->wbuf.len) {
+    if (c->wbuf_max && rest > c->wbuf_max - c->wbuf.len) {
         l->st.overflow_closed++;
         return fail_write(c, EVL_EOVERFLOW);
     }
@@ -572,6 +603,66 @@ void evl__conn_connected(evl_conn *c)
     if (c->shut_req && c->wbuf.len == 0)
         shut_write(c); /* evl_shutdown came before the connect finished */
     update_interest(c);
+}
+
+/* ---- per-connection overrides ---------------------------------------------- */
+
+static void own_idle_fired(evl_timer *t, void *arg)
+{
+    evl_conn *c = arg;
+    evl_loop *l = c->loop;
+    uint64_t due = c->stamp + (uint64_t)c->idle_ms;
+    if (due > l->now) {
+        (void)evl_timer_start(t, due - l->now, 0); /* progress since: later */
+        return;
+    }
+    l->st.idle_closed++;
+    evl__conn_kill(c, EVL_CLOSE_IDLE, 0);
+}
+
+int evl_set_idle_timeout(evl_conn *c, int ms)
+{
+    evl_loop *l = c->loop;
+    if (ms < -1 || c->killed || c->closing) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (ms == -1) { /* back to the loop's: the LRU, as most recently active */
+        if (c->idle_timer) {
+            evl_timer_free(c->idle_timer);
+            c->idle_timer = NULL;
+            evl__list_unlink(&c->link);
+            c->stamp = l->now;
+            evl__list_append(&l->active, &c->link);
+            if (l->o.idle_timeout_ms > 0)
+                evl__timer_ensure(&l->idle_timer, c->stamp + (uint64_t)l->o.idle_timeout_ms);
+        }
+        return 0;
+    }
+    if (!c->idle_timer) {
+        c->idle_timer = evl_timer_new(l, own_idle_fired, c);
+        if (!c->idle_timer)
+            return -1;
+        evl__list_unlink(&c->link);
+        evl__list_append(&l->custom, &c->link);
+    }
+    c->idle_ms = ms;
+    if (ms == 0) {
+        evl_timer_stop(c->idle_timer); /* never idle-closed */
+        return 0;
+    }
+    uint64_t due = c->stamp + (uint64_t)ms;
+    return evl_timer_start(c->idle_timer, due > l->now ? due - l->now : 0, 0);
+}
+
+int evl_set_wbuf_max(evl_conn *c, size_t bytes)
+{
+    if (bytes && bytes < c->wbuf.len) {
+        errno = EINVAL; /* already past it: say so rather than abort it now */
+        return -1;
+    }
+    c->wbuf_max = bytes;
+    return 0;
 }
 
 void evl_set_handler(evl_conn *c, const evl_handler *h) { c->h = h ? h : &c->loop->h; }

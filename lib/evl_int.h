@@ -109,6 +109,9 @@ struct evl_conn {
     int err;                 /* errno behind the close reason */
     const evl_handler *h;    /* this connection's callbacks */
     evl_timer *connect_timer;/* evl_connect's timeout, while connecting */
+    evl_timer *idle_timer;   /* evl_set_idle_timeout: its own, off the LRU */
+    int idle_ms;             /*   and its period */
+    size_t wbuf_max;         /* evl_set_wbuf_max; the loop's by default */
 };
 
 struct evl_loop {
@@ -125,6 +128,7 @@ struct evl_loop {
 
     evl__link active;           /* open conns, least recently active first */
     evl__link closing;          /* evl_close'd conns, earliest deadline first */
+    evl__link custom;           /* open conns with their own idle timeout */
     evl__link ready;            /* conns with input to re-dispatch */
     evl_conn *kill_head, **kill_tail;
     evl__io *graveyard;         /* freed at the end of the batch */

@@ -158,7 +158,12 @@ typedef struct evl_options {
                                with EVL_EOVERFLOW and closes the connection.
                                0 = no cap (default). */
     int idle_timeout_ms;    /* no byte read or written for this long: closed
-                               (idle_closed). 0 = off (default). */
+                               (idle_closed). 0 = off (default). Written
+                               means taken by the kernel: output queued for
+                               a peer that does not read is no progress, so
+                               a stalled reader idles out. An idle close is
+                               an abort (pending output dropped, the peer
+                               gets a reset). */
     int close_timeout_ms;   /* evl_close / shutdown: flush for at most this
                                long, then abort. Default 5000. */
     unsigned max_conns;     /* accept and close at once beyond this many
@@ -359,6 +364,15 @@ evl_conn *evl_connect(evl_loop *l, const char *addr, int port, int timeout_ms,
 int evl_fd(const evl_conn *c);
 evl_loop *evl_loop_of(const evl_conn *c);
 void evl_set_udata(evl_conn *c, void *udata);
+/* Per-connection overrides of two options. evl_set_idle_timeout: ms > 0 is
+ * this connection's own idle timeout (measured, like the loop's, from its
+ * last read or write progress), 0 never idle-closes it, -1 returns it to the
+ * loop's idle_timeout_ms. -1 with errno: EINVAL (ms < -1, or the connection
+ * is closing), ENOMEM. evl_set_wbuf_max: this connection's wbuf_max (0 = no
+ * cap); EINVAL if more than that is pending already. */
+int evl_set_idle_timeout(evl_conn *c, int ms);
+int evl_set_wbuf_max(evl_conn *c, size_t bytes);
+
 /* The handler for this connection's callbacks from now on (NULL: the
  * loop's); it must stay valid while the connection is open. A proxy gives
  * its two sides different handlers. */
@@ -402,7 +416,11 @@ void evl_close(evl_conn *c);
  * it). Idempotent; nothing on a closing or closed connection. */
 void evl_shutdown(evl_conn *c);
 
-/* Close now: pending output is dropped. on_close runs after the current
+/* Close now: pending output is dropped, and over TCP the peer gets a reset
+ * (RST), not a clean EOF, so it can tell a cut-off stream from a complete
+ * one; so does every close that cuts output off (overflow, idle timeout, a
+ * close deadline that drops bytes, evl_free). A completed evl_close, a
+ * clean EOF and a graceful stop end with FIN. on_close runs after the current
  * callback (or in the next evl_run_once when called from outside one). */
 void evl_abort(evl_conn *c);
 

@@ -79,6 +79,7 @@ evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
     l->pollfd = -1;
     evl__list_init(&l->active);
     evl__list_init(&l->closing);
+    evl__list_init(&l->custom);
     evl__list_init(&l->ready);
     evl__list_init(&l->timers);
     l->kill_tail = &l->kill_head;
@@ -596,7 +597,7 @@ static void begin_stop(evl_loop *l)
     if (l->h.on_stop)
         l->h.on_stop(l); /* closes the listen fds: late clients are refused */
     evl_conn *c;
-    while ((c = first_conn(&l->active)))
+    while ((c = first_conn(&l->active)) || (c = first_conn(&l->custom)))
         evl_close(c); /* moves it to closing, or kills it */
     for (evl__link *p = l->closing.next, *next; p != &l->closing; p = next) {
         next = p->next;
@@ -665,6 +666,8 @@ void evl_free(evl_loop *l)
     if (!l)
         return;
     evl_conn *c;
+    while ((c = first_conn(&l->custom)))
+        evl__conn_kill(c, EVL_CLOSE_STOP, 0);
     while ((c = first_conn(&l->active)))
         evl__conn_kill(c, EVL_CLOSE_STOP, 0);
     while ((c = first_conn(&l->closing)))
@@ -699,6 +702,7 @@ void evl_stats_sized(const evl_loop *l, struct evl_stats *st, size_t stsize)
     struct evl_stats all = l->st;
     all.wbuf_bytes = all.rbuf_bytes = 0;
     add_buffered(&l->active, &all);
+    add_buffered(&l->custom, &all);
     add_buffered(&l->closing, &all);
     memcpy(st, &all, known(stsize, sizeof all));
 }

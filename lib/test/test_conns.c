@@ -268,6 +268,126 @@ static void test_close_reason_idle_overflow_timeout_stop(void **state)
     tu_finish(s);
 }
 
+/* The peer can tell an abort from a clean close: RST for evl_abort and
+ * every close that cuts output off (here: an idle timeout with bytes
+ * pending), FIN for a completed evl_close and a clean EOF. */
+static void test_abort_resets_clean_close_fins(void **state)
+{
+    (void)state;
+    reset();
+    evl_options o = tu_opts();
+    o.idle_timeout_ms = 300;
+    tu_state *s = tu_new(&o, TU_SINK);
+    tu_rec *ab = tu_tcp(s);
+    tu_rec *cl = tu_tcp(s);
+    tu_rec *idle = tu_tcp(s);
+    tu_set_rcvbuf(idle->peer, 4096);
+    tu_set_sndbuf(idle->fd, 4096);
+    static char blob[4 << 20];
+    assert_int_equal(evl_write(idle->c, blob, sizeof blob), 0); /* the peer never reads */
+    assert_true(evl_pending(idle->c) > 0);
+    assert_int_equal(evl_write(ab->c, "partial", 7), 0);
+    evl_abort(ab->c);
+    evl_close(cl->c);
+    shutdown(cl->peer, SHUT_WR);
+    assert_int_equal(tu_peer_expect_closed(s, ab->peer, 3000), ECONNRESET);
+    tu_dbuf got = {0};
+    assert_true(tu_peer_collect(s, cl->peer, &got, 1, 3000, NULL));
+    assert_int_equal(got.len, 0); /* a clean EOF */
+    TU_RUN_UNTIL(s, idle->closes == 1, 3000);
+    assert_int_equal(tu_peer_expect_closed(s, idle->peer, 3000), ECONNRESET);
+    tu_dbuf_free(&got);
+    tu_finish(s);
+}
+
+/* ---- per-connection overrides, and what counts as idle -------------------------- */
+
+static void test_idle_timeout_per_connection(void **state)
+{
+    (void)state;
+    reset();
+    evl_options o = tu_opts();
+    o.idle_timeout_ms = 300;
+    tu_state *s = tu_new(&o, TU_SINK);
+    s->close_hook = record_close;
+    tu_rec *dflt = tu_pair(s);  /* the loop's 300 ms */
+    tu_rec *fast = tu_pair(s);  /* its own 100 ms */
+    tu_rec *never = tu_pair(s); /* 0: never */
+    tu_rec *back = tu_pair(s);  /* own, then back to the loop's */
+    uint64_t t0 = tu_now_ms();
+    assert_int_equal(evl_set_idle_timeout(fast->c, 100), 0);
+    assert_int_equal(evl_set_idle_timeout(never->c, 0), 0);
+    assert_int_equal(evl_set_idle_timeout(back->c, 5000), 0);
+    assert_int_equal(evl_set_idle_timeout(back->c, -1), 0);
+    errno = 0;
+    assert_int_equal(evl_set_idle_timeout(dflt->c, -2), -1);
+    assert_int_equal(errno, EINVAL);
+    TU_RUN_UNTIL(s, fast->closes == 1, 3000);
+    assert_true(tu_now_ms() - t0 < 290); /* before the loop's timeout */
+    assert_int_equal(dflt->closes + back->closes, 0);
+    TU_RUN_UNTIL(s, dflt->closes == 1 && back->closes == 1, 3000);
+    tu_run_for(s, 400);
+    assert_int_equal(never->closes, 0);
+    assert_int_equal(reason_of(s, fast), EVL_CLOSE_IDLE);
+    assert_int_equal(reason_of(s, dflt), EVL_CLOSE_IDLE);
+    tu_finish(s);
+}
+
+/* Output queued for a peer that does not read is not progress: the
+ * connection idles out, its pending output is dropped, the peer gets a
+ * reset (the header's answers to "does queueing count" and "is pending
+ * output dropped silently"). */
+static void test_idle_stalled_reader_is_idle_and_reset(void **state)
+{
+    (void)state;
+    reset();
+    evl_options o = tu_opts();
+    o.idle_timeout_ms = 300;
+    o.tick_ms = 50;
+    tu_state *s = tu_new(&o, TU_SINK);
+    s->close_hook = record_close;
+    tu_rec *r = tu_tcp(s);
+    tu_set_rcvbuf(r->peer, 4096);
+    tu_set_sndbuf(r->fd, 4096);
+    static char blob[1 << 20];
+    uint64_t t0 = tu_now_ms();
+    while (r->closes == 0 && tu_now_ms() - t0 < 3000) {
+        if (r->c && evl_pending(r->c) < (4u << 20))
+            (void)evl_write(r->c, blob, sizeof blob); /* keeps queueing */
+        tu_step(s, 20);
+    }
+    assert_int_equal(r->closes, 1);
+    assert_int_equal(reason_of(s, r), EVL_CLOSE_IDLE);
+    assert_int_equal(tu_stats(s).wbuf_bytes, 0);
+    assert_int_equal(tu_peer_expect_closed(s, r->peer, 3000), ECONNRESET);
+    tu_finish(s);
+}
+
+static void test_wbuf_max_per_connection(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_SINK); /* the loop's wbuf_max: 0, no cap */
+    s->close_hook = record_close;
+    tu_rec *capped = tu_pair(s);
+    tu_rec *free_ = tu_pair(s);
+    tu_set_sndbuf(capped->fd, 4096);
+    tu_set_sndbuf(free_->fd, 4096);
+    assert_int_equal(evl_set_wbuf_max(capped->c, 64 << 10), 0);
+    static char blob[1 << 20];
+    errno = 0;
+    assert_int_equal(evl_write(capped->c, blob, sizeof blob), -1);
+    assert_int_equal(errno, EVL_EOVERFLOW);
+    assert_int_equal(evl_write(free_->c, blob, sizeof blob), 0);
+    errno = 0;
+    assert_int_equal(evl_set_wbuf_max(free_->c, 1024), -1); /* more is pending */
+    assert_int_equal(errno, EINVAL);
+    TU_RUN_UNTIL(s, capped->closes == 1, 3000);
+    assert_int_equal(reason_of(s, capped), EVL_CLOSE_OVERFLOW);
+    assert_int_equal(free_->closes, 0);
+    tu_finish(s);
+}
+
 /* ---- per-connection handler ----------------------------------------------------- */
 
 static void test_set_handler_routes_callbacks(void **state)
@@ -533,6 +653,10 @@ int main(void)
         TU_TEST(test_connect_unix_and_bad_addresses),
         TU_TEST(test_close_reason_eof_reset_abort_local),
         TU_TEST(test_close_reason_idle_overflow_timeout_stop),
+        TU_TEST(test_abort_resets_clean_close_fins),
+        TU_TEST(test_idle_timeout_per_connection),
+        TU_TEST(test_idle_stalled_reader_is_idle_and_reset),
+        TU_TEST(test_wbuf_max_per_connection),
         TU_TEST(test_set_handler_routes_callbacks),
         TU_TEST(test_on_eof_once_after_all_input),
         TU_TEST(test_shutdown_is_a_half_close),
