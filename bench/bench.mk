@@ -22,7 +22,8 @@ peer_libs_libevent := -levent
 peer_libs_libev    := -lev
 
 WERROR_SRCS   += $(LDGEN_SRCS) bench/peers/peer_common.c $(PEER_NAMES:%=bench/peers/echo_%.c) \
-                 bench/parsers_test.c
+                 bench/parsers_test.c bench/timers_evloop.c bench/timers_libuv.c
+TIMER_BINS    := $(BENCH_DIR)/timers_evloop $(BENCH_DIR)/timers_libuv
 CHECK_TARGETS += parsers-test
 
 .PHONY: bench bench-build parsers-test
@@ -35,9 +36,17 @@ $(BENCH_DIR)/ldgen: $(LDGEN_SRCS) bench/ldgen.h | deps-build
 	@mkdir -p $(@D)
 	$(CC) $(REL_CFLAGS) -o $@ $(LDGEN_SRCS)
 
-bench-build: $(PEER_BINS) $(BENCH_DIR)/ldgen
+# The million-timers row: evloop's heap against libuv's, one program each.
+$(BENCH_DIR)/timers_evloop: bench/timers_evloop.c $(REL_LIB) | deps-build
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) -o $@ $< $(REL_LIB)
+$(BENCH_DIR)/timers_libuv: bench/timers_libuv.c | deps-build deps-bench
+	@mkdir -p $(@D)
+	$(CC) $(REL_CFLAGS) -o $@ $< -luv
 
-bench: deps-bench $(BUILD)/evl-testsrv $(PEER_BINS) $(BENCH_DIR)/ldgen
+bench-build: $(PEER_BINS) $(BENCH_DIR)/ldgen $(TIMER_BINS)
+
+bench: deps-bench $(BUILD)/evl-testsrv $(PEER_BINS) $(BENCH_DIR)/ldgen $(TIMER_BINS)
 	BUILD=$(BUILD) PYTHON=$(PYTHON) bench/run.sh
 
 $(ASAN)/parsers-test: bench/parsers_test.c $(PARSER_SRCS) $(PARSER_HDRS) | deps-build

@@ -27,7 +27,7 @@ ONLY=""
 REPS=""
 
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
-ALL_ROWS="pp1 pp100 pipe16 pump idle instr resp http"
+ALL_ROWS="pp1 pp100 pipe16 pump idle instr resp http timers"
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -306,6 +306,17 @@ for ((rep = 1; rep <= REPS; rep++)); do
     printf '  rep %d %-7s done (%ds)\n' "$rep" http $(($(date +%s) - T0))
   fi
 done
+# A million timers armed and fired (libuv's million_timers shape), per rep.
+if want timers; then
+  for ((rep = 1; rep <= REPS; rep++)); do
+    for srv in $(rotate $((rep - 1)) evloop libuv); do
+      out=$("${PIN_SRV[@]}" timeout 120 "$PEERS/timers_$srv" 2>"$WORK/timers.$srv.$rep.err")
+      v=$(echo "$out" | sed -n "s/.* cpu_ms \\([0-9.]*\\)$/\\1/p")
+      if [ -n "$v" ]; then record timers "$srv" "$rep" "$v"; else fail timers "$srv" "$rep" "no output"; fi
+    done
+  done
+  printf '  timers        done (%ds)\n' $(($(date +%s) - T0))
+fi
 # Instruction counts do not depend on the machine's load: one run each.
 if want instr; then
   for srv in $ECHO_SERVERS; do instr_run "$srv"; done
