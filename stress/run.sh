@@ -261,6 +261,36 @@ elif start_server eintr 1 strace -f --seccomp-bpf -o "$work/strace.log" -e trace
     fi
 fi
 
+# --- the proxy round: slow readers through evl-testsrv --mode proxy ----------
+# Backpressure across two sockets: each slow reader's BLAST comes from an
+# upstream server (no guard: it is not the one under test) through the
+# proxy, which runs under the guard and whose RSS the client samples. The
+# proxy must never block, must hold at most about wbuf_high per direction
+# per pair, and every byte must still arrive in order.
+up_port=
+"$server" --port 0 >"$work/upstream.out" 2>"$work/upstream.err" &
+up_pid=$!
+live+=("$up_pid")
+for ((i = 0; i < 300; i++)); do
+    up_port=$(awk '/^LISTENING [0-9]+$/ {print $2; exit}' "$work/upstream.out")
+    [ -n "$up_port" ] && break
+    kill -0 "$up_pid" 2>/dev/null || break
+    sleep 0.05
+done
+if [ -z "$up_port" ]; then
+    fails+=("proxy: the upstream server did not listen (see $work/upstream.err)")
+elif start_server proxy 0 env LD_PRELOAD="$guard" NBGUARD_REPORT="$work/guard-proxy.txt" \
+        "$server" --mode proxy --upstream "127.0.0.1:$up_port"; then
+    echo "stress: proxy slowreaders ${FAULT[*]}"
+    stress slowreaders "${FAULT[@]}" --label proxy:slowreaders --guard-report "$work/guard-proxy.txt"
+    stop_server proxy
+fi
+if [ -n "$up_pid" ]; then
+    kill -TERM "$up_pid" 2>/dev/null
+    wait "$up_pid" 2>/dev/null || fails+=("proxy: the upstream server exited $? after SIGTERM (see $work/upstream.err)")
+    forget "$up_pid"
+fi
+
 # Evidence that fiu reached the server's sends: the same load with and without
 # fiu, and the share of guarded calls that returned EAGAIN (natural + injected).
 eagain_share() { # guard report -> "N of M (P%)"
