@@ -16,7 +16,7 @@
 static void touch(evl_conn *c)
 {
     evl_loop *l = c->loop;
-    if (c->closing || c->killed)
+    if (evl__closing(c) || evl__dead(c))
         return;
     c->stamp = l->now;
     /* Keep the active list ordered by last progress, so the idle timer only
@@ -26,6 +26,23 @@ static void touch(evl_conn *c)
         evl__list_unlink(&c->link);
         evl__list_append(&l->active, &c->link);
     }
+}
+
+/* The one place a connection's state changes (the states and their order
+ * are in evl_int.h). */
+static void enter(evl_conn *c, enum evl__state to)
+{
+    static const uint8_t allowed[] = {
+        [EVL__CONNECTING] = 1u << EVL__OPEN | 1u << EVL__FLUSHING | 1u << EVL__DEAD,
+        [EVL__OPEN] = 1u << EVL__FLUSHING | 1u << EVL__DEAD,
+        [EVL__FLUSHING] = 1u << EVL__LINGERING | 1u << EVL__DEAD,
+        [EVL__LINGERING] = 1u << EVL__DEAD,
+        [EVL__DEAD] = 0,
+    };
+    assert(allowed[c->state] & (1u << to));
+    if (to == EVL__DEAD)
+        c->graceful = evl__closing(c);
+    c->state = (uint8_t)to;
 }
 
 static void mark_ready(evl_conn *c)
@@ -43,12 +60,12 @@ size_t evl__conn_input_len(const evl_conn *c)
  * it changes. */
 static void update_interest(evl_conn *c)
 {
-    if (c->killed)
+    if (evl__dead(c))
         return;
     uint32_t want = 0;
-    if (c->connecting) {
+    if (c->state == EVL__CONNECTING) {
         want = EVL__OUT; /* writable = the connect finished, either way */
-    } else if (c->closing) {
+    } else if (evl__closing(c)) {
         /* Read and discard while closing: it is how the peer's EOF (or
          * reset) is seen, and what keeps close() from sending an RST. */
         if (!c->peer_eof)
@@ -72,7 +89,7 @@ evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting)
     c->loop = l;
     c->h = &l->h;
     c->wbuf_max = l->o.wbuf_max;
-    c->connecting = connecting;
+    c->state = connecting ? EVL__CONNECTING : EVL__OPEN;
     if (evl__poll_set(l, &c->io, connecting ? EVL__OUT : EVL__IN) < 0) {
         free(c);
         return NULL;
@@ -93,10 +110,10 @@ evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting)
 
 void evl__conn_kill(evl_conn *c, int reason, int err)
 {
-    if (c->killed)
+    if (evl__dead(c))
         return;
     evl_loop *l = c->loop;
-    c->killed = 1;
+    enter(c, EVL__DEAD);
     if (c->reason == EVL_CLOSE_OPEN) {
         c->reason = (uint8_t)reason;
         c->err = err;
@@ -122,7 +139,7 @@ static bool abortive(const evl_conn *c)
     case EVL_CLOSE_NOMEM:
         return true;
     case EVL_CLOSE_STOP:
-        return !c->closing; /* evl_free; a graceful stop went through evl_close */
+        return !c->graceful; /* evl_free; a graceful stop went through evl_close */
     case EVL_CLOSE_RESET:
         return false;
     default:
@@ -165,7 +182,7 @@ void evl__conn_reap(evl_conn *c)
 /* The write side is flushed: end the graceful close. */
 static void finish_close(evl_conn *c)
 {
-    assert(c->closing && c->wbuf.len == 0);
+    assert(evl__closing(c) && c->wbuf.len == 0);
     if (c->peer_eof || c->broken || c->loop->stopping) {
         evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
         return;
@@ -173,7 +190,7 @@ static void finish_close(evl_conn *c)
     /* Send our FIN, then wait for the peer's: closing with input unread
      * would make the kernel send an RST that can destroy the last reply. */
     (void)shutdown(c->io.fd, SHUT_WR);
-    c->lingering = 1;
+    enter(c, EVL__LINGERING);
     update_interest(c);
 }
 
@@ -188,19 +205,19 @@ static void shut_write(evl_conn *c)
 
 void evl_shutdown(evl_conn *c)
 {
-    if (c->killed || c->closing || c->shut_req)
+    if (evl__dead(c) || evl__closing(c) || c->shut_req)
         return;
     c->shut_req = 1;
-    if (c->wbuf.len == 0 && !c->connecting)
+    if (c->wbuf.len == 0 && c->state != EVL__CONNECTING)
         shut_write(c);
 }
 
 void evl_close(evl_conn *c)
 {
-    if (c->killed || c->closing)
+    if (evl__dead(c) || evl__closing(c))
         return;
     evl_loop *l = c->loop;
-    c->closing = 1;
+    enter(c, EVL__FLUSHING);
     c->reason = l->stopping ? EVL_CLOSE_STOP : EVL_CLOSE_LOCAL;
     evl__buf_free(&c->rbuf);
     c->view = NULL;
@@ -236,10 +253,10 @@ static void set_broken(evl_conn *c, int err)
  * inside a call of the handler's such as evl_release. */
 static void check_eof_done(evl_conn *c, bool notify)
 {
-    if (!c->peer_eof || c->killed)
+    if (!c->peer_eof || evl__dead(c))
         return;
-    if (c->closing) {
-        if (c->lingering || c->broken)
+    if (evl__closing(c)) {
+        if (c->state == EVL__LINGERING || c->broken)
             evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
         return;
     }
@@ -253,7 +270,7 @@ static void check_eof_done(evl_conn *c, bool notify)
         c->eof_reported = 1;
         if (c->h->on_eof) {
             c->h->on_eof(c);
-            if (c->killed || c->closing || evl__linked(&c->ready))
+            if (evl__dead(c) || evl__closing(c) || evl__linked(&c->ready))
                 return;
         }
     }
@@ -272,19 +289,19 @@ void evl__conn_deliver(evl_conn *c)
 {
     evl_loop *l = c->loop;
     size_t before = evl__conn_input_len(c);
-    if (before > 0 && !c->killed && !c->closing && !c->paused && !c->read_paused) {
+    if (before > 0 && !evl__dead(c) && !evl__closing(c) && !c->paused && !c->read_paused) {
         c->dispatched = l->iter;
         if (c->h->on_read)
             c->h->on_read(c);
         size_t after = evl__conn_input_len(c);
         /* Keep only the unconsumed tail of input shown in place. */
         if (c->view) {
-            if (after > 0 && !c->killed && evl__buf_append(&c->rbuf, c->view, after) < 0)
+            if (after > 0 && !evl__dead(c) && evl__buf_append(&c->rbuf, c->view, after) < 0)
                 evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
             c->view = NULL;
             c->view_len = 0;
         }
-        if (c->killed || c->closing)
+        if (evl__dead(c) || evl__closing(c))
             return;
         if (after > 0) {
             if (after < before)
@@ -305,7 +322,7 @@ static void on_readable(evl_conn *c)
     evl_loop *l = c->loop;
     if (c->peer_eof)
         return;
-    if (c->closing) {
+    if (evl__closing(c)) {
         ssize_t n = read(c->io.fd, l->scratch, EVL__READ_MAX);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             c->peer_eof = 1;
@@ -314,7 +331,7 @@ static void on_readable(evl_conn *c)
         }
         return;
     }
-    if (c->paused || c->read_paused || c->connecting || c->rbuf.len >= l->o.rbuf_max)
+    if (c->paused || c->read_paused || (c->state == EVL__CONNECTING) || c->rbuf.len >= l->o.rbuf_max)
         return; /* woken by HUP/ERR while not reading: the write side or
                    on_read must make progress first */
     size_t room = l->o.rbuf_max - c->rbuf.len;
@@ -396,8 +413,8 @@ static int fail_write(evl_conn *c, int err)
 static void after_drain(evl_conn *c)
 {
     evl_loop *l = c->loop;
-    if (c->closing) {
-        if (c->wbuf.len == 0 && !c->lingering)
+    if (evl__closing(c)) {
+        if (c->wbuf.len == 0 && c->state != EVL__LINGERING)
             finish_close(c);
         else
             update_interest(c);
@@ -432,9 +449,9 @@ static void connect_done(evl_conn *c)
 
 static void on_writable(evl_conn *c)
 {
-    if (c->connecting) {
+    if (c->state == EVL__CONNECTING) {
         connect_done(c);
-        if (c->killed || c->wbuf.len == 0)
+        if (evl__dead(c) || c->wbuf.len == 0)
             return;
     }
     if (c->wbuf.len == 0) {
@@ -460,20 +477,20 @@ void evl__conn_event(evl_conn *c, uint32_t events)
 {
     /* Hang-up and error are read first, so data the peer sent before it
      * went away is delivered (fault 5); the write then finds the error. */
-    if (c->killed)
+    if (evl__dead(c))
         return;
     if (events & (EVL__ERR | EVL__HUP))
         events |= EVL__IN | EVL__OUT;
     if (events & EVL__IN)
         on_readable(c);
-    if (!c->killed && (events & EVL__OUT))
+    if (!evl__dead(c) && (events & EVL__OUT))
         on_writable(c);
 }
 
 int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
 {
     evl_loop *l = c->loop;
-    if (c->killed || c->closing || c->broken || c->shut_req || iovcnt < 0) {
+    if (evl__dead(c) || evl__closing(c) || c->broken || c->shut_req || iovcnt < 0) {
         errno = iovcnt < 0 ? EINVAL : EPIPE;
         return -1;
     }
@@ -492,7 +509,7 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
     /* Nothing queued and budget left: the socket may take it now. One send,
      * however large (the kernel takes at most its buffer); once the budget is
      * spent, writes queue until the next EPOLLOUT. */
-    if (c->wbuf.len == 0 && !c->connecting && budget_left(c) > 0) {
+    if (c->wbuf.len == 0 && c->state != EVL__CONNECTING && budget_left(c) > 0) {
         ssize_t r;
         do {
             if (iovcnt == 1) {
@@ -574,7 +591,7 @@ void evl_consume(evl_conn *c, size_t n)
 
 void evl_wake(evl_conn *c)
 {
-    if (!c->killed && !c->closing && evl__conn_input_len(c) > 0)
+    if (!evl__dead(c) && !evl__closing(c) && evl__conn_input_len(c) > 0)
         mark_ready(c);
 }
 
@@ -590,7 +607,7 @@ void evl_read_resume(evl_conn *c)
     if (!c->read_paused)
         return;
     c->read_paused = 0;
-    if (!c->killed && !c->closing && c->rbuf.len > 0)
+    if (!evl__dead(c) && !evl__closing(c) && c->rbuf.len > 0)
         mark_ready(c); /* input that waited is delivered without new data */
     update_interest(c);
 }
@@ -599,7 +616,7 @@ void evl_read_resume(evl_conn *c)
  * written meanwhile happens on the EPOLLOUT that follows. */
 void evl__conn_connected(evl_conn *c)
 {
-    c->connecting = 0;
+    enter(c, EVL__OPEN);
     if (c->shut_req && c->wbuf.len == 0)
         shut_write(c); /* evl_shutdown came before the connect finished */
     update_interest(c);
@@ -623,7 +640,7 @@ static void own_idle_fired(evl_timer *t, void *arg)
 int evl_set_idle_timeout(evl_conn *c, int ms)
 {
     evl_loop *l = c->loop;
-    if (ms < -1 || c->killed || c->closing) {
+    if (ms < -1 || evl__dead(c) || evl__closing(c)) {
         errno = EINVAL;
         return -1;
     }

@@ -63,12 +63,11 @@ static void connect_timeout(evl_timer *t, void *arg)
 /* The connect ended with err (0: connected). Called once. */
 void evl__connect_finish(evl_conn *c, int err)
 {
-    if (!c->connecting || c->killed)
+    if (c->state != EVL__CONNECTING)
         return;
     evl_timer_free(c->connect_timer);
     c->connect_timer = NULL;
     if (err) {
-        c->connecting = 0;
         evl__buf_free(&c->wbuf);
         evl__conn_kill(c, EVL_CLOSE_CONNECT, err);
     } else {

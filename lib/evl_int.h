@@ -76,6 +76,16 @@ typedef struct evl__io {
     struct evl__io *next_dead;  /* graveyard chain */
 } evl__io;
 
+/* A connection's life (conn.c's enter() is the one place it changes):
+ *   CONNECTING -> OPEN        evl_connect's connect succeeded
+ *   OPEN -> FLUSHING          evl_close (or a stop): no more reading for the
+ *                             handler; pending output goes out
+ *   FLUSHING -> LINGERING     flushed: our FIN sent, waiting for the peer's
+ *   any but DEAD -> DEAD      killed: on_close and close() at the next reap
+ * The other bits of evl_conn are conditions, not states: the peer's EOF,
+ * a broken socket, the two read pauses, a requested half-close. */
+enum evl__state { EVL__CONNECTING, EVL__OPEN, EVL__FLUSHING, EVL__LINGERING, EVL__DEAD };
+
 struct evl_conn {
     evl__io io;
     evl_loop *loop;
@@ -91,16 +101,14 @@ struct evl_conn {
     uint64_t dispatched;     /* iteration of the last on_read */
     uint64_t sent_iter;      /* iteration that sent_now counts for */
     size_t sent_now;         /* bytes sent in it: capped by write_quantum */
+    uint8_t state;           /* enum evl__state: the connection's life */
     unsigned peer_eof : 1;   /* read() returned 0 (or failed) */
     unsigned broken : 1;     /* the socket failed: nothing can be sent */
     unsigned paused : 1;     /* pending reached wbuf_high: not reading */
     unsigned drain_armed : 1;/* pending went above wbuf_low: on_drain due */
-    unsigned closing : 1;    /* evl_close: flushing, then lingering */
-    unsigned lingering : 1;  /* flushed and shut down; waiting for peer EOF */
-    unsigned killed : 1;     /* queued for on_close and close() */
+    unsigned graceful : 1;   /* it died from FLUSHING or LINGERING */
     unsigned refused : 1;    /* on_accept said no: close without on_close */
     unsigned read_paused : 1;/* evl_read_pause */
-    unsigned connecting : 1; /* evl_connect: the connect has not finished */
     unsigned eof_reported : 1;/* on_eof was called */
     unsigned shut_req : 1;   /* evl_shutdown: FIN once flushed, no more writes */
     unsigned wr_shut : 1;    /* the FIN is sent */
@@ -179,6 +187,12 @@ void evl__timers_free(evl_loop *l);
 int evl__fdtab_put(evl_loop *l, evl__io *io);
 void evl__bury(evl_loop *l, evl__io *io);
 
+
+static inline bool evl__dead(const evl_conn *c) { return c->state == EVL__DEAD; }
+static inline bool evl__closing(const evl_conn *c)
+{
+    return c->state == EVL__FLUSHING || c->state == EVL__LINGERING;
+}
 
 /* conn.c */
 evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting);

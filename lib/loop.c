@@ -284,7 +284,7 @@ void evl_foreach_conn(evl_loop *l, void (*fn)(evl_conn *c, void *arg), void *arg
         if (!io || io->kind != EVL__CONN)
             continue;
         evl_conn *c = (evl_conn *)(void *)io;
-        if (!c->killed && !c->closing && !c->refused)
+        if (!evl__dead(c) && !evl__closing(c) && !c->refused)
             fn(c, arg);
     }
 }
@@ -602,7 +602,7 @@ static void begin_stop(evl_loop *l)
     for (evl__link *p = l->closing.next, *next; p != &l->closing; p = next) {
         next = p->next;
         c = evl__container_of(p, evl_conn, link);
-        if (c->lingering)
+        if (c->state == EVL__LINGERING)
             evl__conn_kill(c, EVL_CLOSE_STOP, 0); /* flushed already: no need to wait for the peer */
     }
 }
