@@ -21,6 +21,7 @@ STAGES=(
   "build|all werror|-|release build; every C file warning-free under gcc and clang -Werror"
   "unit|unit|tests|unit tests under clang ASan+UBSan, leaks fatal"
   "conformance|conformance|tests|socket scenarios against the ASan test server"
+  "conf-mutants|conformance-mutants|tests|control run, then each seed fault put back into lib/ must fail the scenarios named for it"
   "stress|stress-quick|tests|slow readers, fanout, churn, fault injection against the ASan server"
   "guard|guard-test|-|nbguard.so stops a blocking write and passes non-blocking ones"
   "fuzz|fuzz-smoke|-|every fuzz target over its corpus plus new inputs"
