@@ -110,6 +110,24 @@ def cpu_used(srv, seconds):
     return srv.cpu_seconds() - cpu0
 
 
+# A spin check must be able to fail: its window must be long enough that a
+# spinning server (which gets 0.5-1 of a core even on a busy 2-core machine)
+# stands far above an idle one, beyond the clock tick (10 ms) and the STATS
+# calls around it. Measured on this machine (ASan server, load ~4): idle
+# 0.00-0.02 s over 2 s; the fault2_eintr_spins mutant 1.0-1.9 s over 2 s.
+SPIN_WINDOW_S = 2.0
+IDLE_CPU_FRACTION_MAX = 0.15
+
+
+def assert_no_spin(srv, what, seconds=SPIN_WINDOW_S):
+    """Fails if srv uses more than IDLE_CPU_FRACTION_MAX of a core over the
+    next `seconds` (in which the test gives it nothing to do)."""
+    cpu = cpu_used(srv, seconds)
+    assert cpu / seconds < IDLE_CPU_FRACTION_MAX, (
+        f"{cpu:.2f} s of CPU in {seconds:.1f} s ({cpu / seconds:.0%} of a core) {what}: a spin")
+    return cpu
+
+
 def linger0_close(sock):
     """Closes sock with SO_LINGER 0: the kernel sends an RST, not a FIN."""
     if isinstance(sock, Client):
