@@ -160,6 +160,21 @@ forget() {
     live=("${keep[@]}")
 }
 
+# guard_loaded NAME: the guard must be mapped in the running server. ld.so only
+# warns ("cannot be preloaded: ignored") when LD_PRELOAD names a library it
+# cannot load, and a wrapper (fiu-run, sh, strace -E) may drop the variable:
+# without this check such a round would pass with no guard at all.
+guard_loaded() {
+    if ! grep -qF "$guard" /proc/"$srv_pid"/maps 2>/dev/null; then
+        fails+=("$1: nbguard.so is not loaded in the server (pid $srv_pid; see $work/$1.err)")
+    fi
+}
+
+# guard_field FILE KEY: a number from the guard's report line (empty if none).
+guard_field() {
+    tr ' ' '\n' <"$1" 2>/dev/null | sed -n "s/^$2=\([0-9]*\)$/\1/p"
+}
+
 # stop_server NAME: SIGTERM to the server; it must exit 0 within 15 s (it
 # flushes for at most its close timeout, 5 s by default), without a guard
 # or sanitizer report.
@@ -210,6 +225,7 @@ echo "stress: server $server, client $client, guard $guard; logs in $work/"
 
 # --- the main round: one server, three scenarios, under the guard ----------
 if start_server main 0 env LD_PRELOAD="$guard" NBGUARD_REPORT="$work/guard-main.txt" "$server"; then
+    guard_loaded main
     for sc in slowreaders fanout churn; do
         case $sc in
         slowreaders) args=("${SLOW[@]}") ;;
@@ -233,6 +249,7 @@ if ! command -v fiu-run >/dev/null; then
 elif start_server fiu 0 fiu-run -x -f "" "${fiu_cmds[@]}" \
         sh -c 'LD_PRELOAD="$0 $LD_PRELOAD" exec "$@"' "$guard" \
         env NBGUARD_REPORT="$work/guard-fiu.txt" ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" "$server"; then
+    guard_loaded fiu
     echo "stress: fault:fiu-send slowreaders ${FAULT[*]}"
     stress slowreaders "${FAULT[@]}" --label fault:fiu-send --guard-report "$work/guard-fiu.txt"
     stop_server fiu
@@ -249,6 +266,7 @@ elif start_server eintr 1 strace -f --seccomp-bpf -o "$work/strace.log" -e trace
         -e inject="$inject":error=EINTR:when=3+5 \
         -E LD_PRELOAD="$guard" -E NBGUARD_REPORT="$work/guard-eintr.txt" \
         -E ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0" "$server"; then
+    guard_loaded eintr
     echo "stress: fault:eintr slowreaders ${FAULT[*]}"
     stress slowreaders "${FAULT[@]}" --label fault:eintr --guard-report "$work/guard-eintr.txt"
     stop_server eintr
@@ -270,6 +288,32 @@ eagain_share() { # guard report -> "N of M (P%)"
 if [ -s "$work/guard-fiu.txt" ] && [ -s "$work/guard-eintr.txt" ]; then
     notes+=("fault:fiu-send: sends that returned EAGAIN: $(eagain_share "$work/guard-fiu.txt") under fiu, $(eagain_share "$work/guard-eintr.txt") in fault:eintr (same load, no fiu)")
 fi
+
+# Proof that fiu injected: EAGAINs after which the socket was writable at once
+# (the guard's eagain_writable; the kernel says EAGAIN only on a full buffer).
+# The EINTR round is the control: the same load without fiu.
+# Measured (stress-quick): see stress/README.md.
+if [ -s "$work/guard-fiu.txt" ]; then
+    inj=$(guard_field "$work/guard-fiu.txt" eagain_writable)
+    ctl=$(guard_field "$work/guard-eintr.txt" eagain_writable)
+    if [ -z "$inj" ] || [ "$inj" -lt 10 ] || [ "$inj" -le $((5 * ${ctl:-0})) ]; then
+        fails+=("fault:fiu-send: fiu injected no EAGAIN that the guard could see: ${inj:-?} EAGAINs on writable sockets under fiu, ${ctl:-?} without (want >= 10 and > 5x)")
+    else
+        notes+=("fault:fiu-send: EAGAINs on writable sockets (injected): $inj under fiu, ${ctl:-?} in fault:eintr without fiu")
+    fi
+fi
+
+# Every server that ran under the guard wrote its report at exit, and every
+# scenario this script ran has a result row: a client that died (its watchdog
+# _exit()s) leaves no row, and a missing row is a failure, not a shorter table.
+for g in main fiu eintr; do
+    [ -s "$work/guard-$g.txt" ] || fails+=("$g: the guard wrote no report (not loaded, or the server died)")
+done
+for sc in slowreaders fanout churn fault:fiu-send fault:eintr; do
+    if ! cut -f1 "$rows" 2>/dev/null | grep -qxF "$sc"; then
+        fails+=("$sc: no result row (the client died without writing one: see $work/client.out)")
+    fi
+done
 
 # --- the latency chart -----------------------------------------------------
 if [ "$plot" = 1 ]; then
