@@ -609,6 +609,16 @@ void tu_peer_expect(tu_state *s, int fd, const char *str, int max_ms)
                  got.p ? got.p : "", end ? " then the end: " : "", end ? strerror(err) : "");
     }
     tu_dbuf_free(&got);
+    /* "Exactly": tu_peer_collect stops at n bytes, so a duplicated or extra
+     * reply would go unseen. Let the loop run a few more rounds (whatever it
+     * had queued goes out) and look for one more byte; EOF is fine here. */
+    for (int i = 0; i < 3; i++)
+        tu_step(s, 0);
+    char extra[64];
+    ssize_t x = tu_peer_read(fd, extra, sizeof extra);
+    if (x > 0)
+        TU_FAIL("peer expected exactly \"%s\", then got %zd more bytes: \"%.*s\"", str, x, (int)x,
+                extra);
 }
 
 void tu_peer_expect_eof(tu_state *s, int fd, int max_ms)
