@@ -165,6 +165,42 @@ static void test_on_fd_called_on_error(void **state)
     tu_finish(s);
 }
 
+/* "Any may be NULL": with no on_fd, nobody reads an extra fd, and a
+ * level-triggered readable pipe would be reported at every epoll_wait. The
+ * loop must not spin on it (judged from outside: evl_run_once calls that
+ * return at once, and CPU time), and must not close the fd it does not own. */
+static void test_null_on_fd_does_not_spin_or_close(void **state)
+{
+    (void)state;
+    struct null_cb n = {0};
+    const evl_handler h = {.on_close = null_cb_close};
+    evl_loop *l = evl_new(&h, &n, NULL);
+    assert_non_null(l);
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    tu_track_fd(p[0]);
+    assert_int_equal(write(p[1], "unread", 6), 6);
+    close(p[1]); /* readable and hung up: reported forever if watched */
+    assert_int_equal(evl_add_fd(l, p[0]), 0);
+    (void)evl_run_once(l, 0);
+    uint64_t calls = 0;
+    double cpu0 = tu_cpu_ms();
+    uint64_t end = tu_now_ms() + 200;
+    while (tu_now_ms() < end) {
+        assert_true(evl_run_once(l, 10) >= 0);
+        calls++;
+    }
+    double cpu = tu_cpu_ms() - cpu0;
+    evl_free(l);
+    /* idle: ~20 returns, a few ms of CPU; a spin: thousands, > 100 ms */
+    if (calls > 100 || cpu > 50.0)
+        TU_FAIL("spin on an extra fd with no on_fd: %llu returns, %.0f ms of CPU in 200 ms",
+                (unsigned long long)calls, cpu);
+    assert_true(fcntl(p[0], F_GETFD) >= 0);
+    char b[8];
+    assert_int_equal(read(p[0], b, sizeof b), 6); /* the data is still there, unread */
+}
+
 /* ---- evl_free ---------------------------------------------------------------- */
 
 /* "forgets extra fds and listeners without closing them". */
@@ -380,6 +416,7 @@ int main(void)
         TU_TEST(test_null_on_accept_accepts_everything),
         TU_TEST(test_null_on_read_ends_in_rbuf_max_close),
         TU_TEST(test_on_fd_called_on_error),
+        TU_TEST(test_null_on_fd_does_not_spin_or_close),
         TU_TEST(test_free_does_not_close_extra_fds_or_listeners),
         TU_TEST(test_run_once_returns_0_on_eintr),
         TU_TEST(test_run_again_after_stop),

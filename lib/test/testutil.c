@@ -663,6 +663,24 @@ bool tu_wait_readable(int fd, int max_ms)
     return poll(&p, 1, max_ms) == 1;
 }
 
+void tu_assert_no_spin(tu_state *s, int window_ms, const char *what)
+{
+    /* Measured on an idle ASan build: ~window/10 returns and < 5 ms of CPU
+     * over 200-300 ms windows; a spin: thousands of returns and > window/2
+     * of CPU even on a loaded 2-core machine. The bounds sit between. */
+    uint64_t calls = 0;
+    double cpu0 = tu_cpu_ms();
+    uint64_t end = tu_now_ms() + (uint64_t)window_ms;
+    while (tu_now_ms() < end) {
+        tu_step(s, 10);
+        calls++;
+    }
+    double cpu = tu_cpu_ms() - cpu0;
+    if (calls > (uint64_t)window_ms / 2 || cpu > window_ms / 4.0)
+        TU_FAIL("spin %s: %llu evl_run_once(10 ms) returns and %.0f ms of CPU in %d ms", what,
+                (unsigned long long)calls, cpu, window_ms);
+}
+
 /* ---- data and time ---------------------------------------------------------- */
 
 void tu_pattern(void *buf, size_t n, uint64_t offset, uint32_t seed)
