@@ -374,6 +374,7 @@ class Server:
         self.waited = False    # the test stopped or waited for it itself
         self.clients = []      # every Client from connect()
         self.expect_conns = 0  # test connections meant to stay open at the end
+        self.fd_baseline = None  # {fd: link} at start (settled_fds)
         mode = self.flags[self.flags.index("--mode") + 1] if "--mode" in self.flags[:-1] else "cmd"
         self.check_stats = mode == "cmd"  # STATS exists in cmd mode only
         self._stderr = tempfile.TemporaryFile()
@@ -395,7 +396,51 @@ class Server:
             self._read_listening()
             if self.wrapper:
                 self.pid = self._server_pid()
+            self.fd_baseline = self._fd_baseline()
         return self
+
+    def fds(self):
+        """The server's open fds: {number: what /proc/PID/fd links to}."""
+        out = {}
+        d = f"/proc/{self.pid}/fd"
+        for name in os.listdir(d):
+            try:
+                out[int(name)] = os.readlink(f"{d}/{name}")
+            except OSError:
+                pass  # closed while we looked
+        return out
+
+    def _fd_baseline(self):
+        """The fds of the server at rest before any client: read once evl_run
+        has made its signalfd (LISTENING is printed just before evl_run)."""
+        try:
+            return wait_for(lambda: (lambda f: f if any("signalfd" in t for t in f.values())
+                                     else None)(self.fds()),
+                            timeout=5, what="the server's signalfd (evl_run running)")
+        except (AssertionError, OSError):
+            return None  # not a server that runs evl_run: no fd check
+
+    def settled_fds(self, conns=None, timeout=5.0):
+        """At quiescence the server holds its starting fds plus one socket per
+        connection left open (expect_conns): more is an fd leak, seen from
+        outside through /proc/PID/fd, whatever the library's counters say.
+        (The STATS connections close asynchronously: waits up to timeout.)"""
+        if self.fd_baseline is None:
+            return
+        want = len(self.fd_baseline) + (self.expect_conns if conns is None else conns)
+        extra = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.fds()
+            extra = {n: t for n, t in now.items() if self.fd_baseline.get(n) != t}
+            if len(now) <= want:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"fd leak: the server holds {len(now)} fds at rest, want {want} "
+                    f"(its {len(self.fd_baseline)} at start + {want - len(self.fd_baseline)} "
+                    f"connections left open); new since start: {sorted(extra.items())[:20]}")
+            time.sleep(0.05)
 
     def _server_pid(self):
         """The server under a wrapper: the wrapper itself if it exec'd the

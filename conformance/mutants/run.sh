@@ -18,8 +18,9 @@
 #  2. control: the same copy-and-build with no patch; every named scenario must
 #     exist and pass, so a "caught" below is the mutant's doing.
 #  3. each mutant: only its named scenarios run, and it is caught only when one
-#     of them reports a test failure (pytest <failure>, not a setup error, not
-#     a FAILED line of some other test).
+#     of them reports a test failure (pytest <failure>, or an error "failed on
+#     teardown": the fixture's end-of-test checks; not a setup error, not a
+#     FAILED line of some other test).
 # Writes build/reports/conf-mutants.txt (table) and conf-mutants.xml (JUnit:
 # the control and one case per mutant).
 set -uo pipefail
@@ -109,7 +110,12 @@ for tc in ([] if root is None else root.iter("testcase")):
     if base not in names:
         continue
     kinds = {c.tag for c in tc}
-    v = ("failed" if "failure" in kinds else "error" if "error" in kinds
+    # The fixture's end-of-test checks (STATS settle, fd count, exit status)
+    # fail in teardown: pytest reports those as errors "failed on teardown";
+    # they are the test's own checks. Setup errors (no server, no tool) are not.
+    teardown = any(c.tag == "error" and c.get("message", "").startswith("failed on teardown")
+                   for c in tc)
+    v = ("failed" if "failure" in kinds or teardown else "error" if "error" in kinds
          else "skipped" if "skipped" in kinds else "passed")
     if rank[v] >= rank.get(seen.get(base, "passed"), 0) or base not in seen:
         seen[base] = v
