@@ -399,6 +399,14 @@ class Server:
             self.fd_baseline = self._fd_baseline()
         return self
 
+    def rss_kb(self):
+        """VmRSS of the server process from /proc (not from its STATS)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
     def fds(self):
         """The server's open fds: {number: what /proc/PID/fd links to}."""
         out = {}
