@@ -138,8 +138,10 @@ def linger0_close(sock):
 
 def push_until_blocked(sock, data, seconds=2.0, quiet=0.5):
     """Sends data without blocking until all is sent, or the peer has taken
-    nothing for `quiet` seconds (it stopped reading), or `seconds` passed.
-    Returns the number of bytes sent. The socket is left blocking."""
+    nothing for `quiet` seconds, or `seconds` passed. Returns the number of
+    bytes sent. The socket is left blocking. Its return is no proof that the
+    server stopped reading (a deadline ends it too): a test that means "the
+    server paused" checks that with assert_server_not_reading."""
     if isinstance(sock, Client):
         sock = sock.sock
     sock.setblocking(False)
@@ -167,6 +169,32 @@ def push_until_blocked(sock, data, seconds=2.0, quiet=0.5):
         except OSError:
             pass
     return sent
+
+
+def server_recv_q(srv, client):
+    """Bytes waiting unread in the server's receive queue for this client's
+    TCP connection, as the kernel reports it (ss: Recv-Q of the server-side
+    socket); None if ss shows no such socket."""
+    if isinstance(client, Client):
+        client = client.sock
+    cport = client.getsockname()[1]
+    out = subprocess.run(["ss", "-tnH", "state", "established",
+                          f"( sport = :{srv.port} and dport = :{cport} )"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def assert_server_not_reading(srv, client, settle=0.3, what="the server paused"):
+    """Positive proof that the server stopped reading this client (not only
+    that a send loop timed out): its receive queue holds data and does not
+    shrink over `settle` seconds."""
+    q0 = server_recv_q(srv, client)
+    time.sleep(settle)
+    q1 = server_recv_q(srv, client)
+    assert q0 and q1 and q1 >= q0, (
+        f"{what}: the server's receive queue for this client went {q0} -> {q1} bytes in "
+        f"{settle} s: it is still reading")
+    return q1
 
 
 def ping_rtts(client, count=None, seconds=None, timeout=2.0):

@@ -19,8 +19,8 @@ import threading
 import time
 import zlib
 
-from evltest import (assert_no_spin, check_pattern, linger0_close, push_until_blocked, ready,
-                     wait_for)
+from evltest import (assert_no_spin, assert_server_not_reading, check_pattern, linger0_close,
+                     push_until_blocked, ready, wait_for)
 
 # ---- fault 1: EOF -------------------------------------------------------------
 
@@ -274,6 +274,7 @@ def test_fault6_wbuf_high_pauses(start_server):
     grown = srv.rss_kb() - rss0
     assert grown < 12 << 10, f"the server's RSS grew by {grown} KiB for a client that reads nothing"
     assert sent < len(line) * 16384, "the server served a client that reads nothing, unbounded"
+    assert_server_not_reading(srv, c, what="paused at wbuf_high")
     st = srv.stats()
     assert st["wbuf_peak"] <= (256 << 10) + 2 * len(line), st
     assert st["rbuf_bytes"] <= 1 << 20, st

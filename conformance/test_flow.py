@@ -20,8 +20,9 @@ import zlib
 
 import pytest
 
-from evltest import (PING_P90_BESIDE_MAX, assert_prompt, check_pattern, linger0_close,
-                     pattern, ping_rtts, push_until_blocked, ready)
+from evltest import (PING_P90_BESIDE_MAX, assert_prompt, assert_server_not_reading,
+                     check_pattern, linger0_close, pattern, ping_rtts, push_until_blocked,
+                     ready)
 
 
 def _slow_reader(sock, rate_bytes, step, seconds, out):
@@ -64,6 +65,7 @@ def test_stalled_reader_beside_fast_client(start_server):
     sent = push_until_blocked(echoer, (line * 10000).encode(), seconds=3, quiet=0.3)
     nlines = sent // len(line)
     assert nlines < 10000, "the server served a non-reader without bound"
+    assert_server_not_reading(srv, echoer, what="the ECHO client paused at wbuf_high")
     rtts = ping_rtts(fast, seconds=1.0)
     assert_prompt(rtts, "beside stalled readers", PING_P90_BESIDE_MAX)
     st = srv.stats()
