@@ -197,6 +197,14 @@ def assert_server_not_reading(srv, client, settle=0.3, what="the server paused")
     return q1
 
 
+def listen_backlog(srv):
+    """Connections waiting in the server's TCP accept queue (ss: Recv-Q of
+    its LISTEN socket), or None when nothing listens on its port."""
+    out = subprocess.run(["ss", "-ltnH", f"( sport = :{srv.port} )"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[1]) if len(out) > 1 else None
+
+
 def ping_rtts(client, count=None, seconds=None, timeout=2.0):
     """PING round trips on client (count of them, or for `seconds`), in
     seconds. Each reply must come within timeout (a loop blocked by another
