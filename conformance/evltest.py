@@ -313,6 +313,7 @@ class Client:
         self.sock = sock
         self.timeout = timeout
         self.buf = b""
+        self.ended_by = None  # "eof" (FIN) or "reset" (RST) once the server closed
 
     @classmethod
     def tcp(cls, port, host="127.0.0.1", rcvbuf=None, **kw):
@@ -345,8 +346,10 @@ class Client:
             raise AssertionError(f"no data from the server within {timeout} s "
                                  f"(have {len(self.buf)} bytes: {self.buf[:80]!r})") from None
         except ConnectionResetError:
+            self.ended_by = "reset"
             return False
         if not data:
+            self.ended_by = "eof"
             return False
         self.buf += data
         return True
@@ -391,8 +394,10 @@ class Client:
             have += len(data)
         return b"".join(chunks)
 
-    def read_eof(self, timeout=None):
-        """Everything until the server closes (a reset counts as a close)."""
+    def read_eof(self, timeout=None, graceful=False):
+        """Everything until the server closes. A reset counts as a close,
+        unless graceful=True: then the close must be a FIN (an abort, or a
+        close with input left unread, resets; a graceful close must not)."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             left = deadline - time.monotonic()
@@ -400,6 +405,9 @@ class Client:
                 raise AssertionError(f"the server did not close (have {self.buf[:80]!r})")
             if not self._fill(left):
                 data, self.buf = self.buf, b""
+                assert not graceful or self.ended_by == "eof", (
+                    f"the server reset the connection (RST) where a graceful close (FIN) was "
+                    f"due; got {len(data)} bytes first: {data[:80]!r}")
                 return data
 
     def closed_by_peer(self, timeout=0.5):
