@@ -246,13 +246,13 @@ def percentile(xs, q):
 def assert_prompt(rtts, what, p90_max=PING_P90_MAX):
     """Fails if the 90th percentile of the round trips rtts (seconds) passes
     p90_max; needs at least 20 samples to mean anything."""
-    assert len(rtts) >= 20, f"only {len(rtts)} PINGs {what}: too few to judge"
+    assert len(rtts) >= 20, f"only {len(rtts)} round trips {what}: too few to judge"
     p50, p90 = percentile(rtts, 50), percentile(rtts, 90)
-    print(f"PING {what}: n={len(rtts)} p50={p50 * 1e3:.2f} p90={p90 * 1e3:.2f} "
+    print(f"round trips {what}: n={len(rtts)} p50={p50 * 1e3:.2f} p90={p90 * 1e3:.2f} "
           f"max={max(rtts) * 1e3:.2f} ms")
     assert p90 < p90_max, (
-        f"PING p90 {p90 * 1e3:.2f} ms {what} (p50 {p50 * 1e3:.2f}, worst {max(rtts) * 1e3:.1f} "
-        f"ms, {len(rtts)} PINGs; bound {p90_max * 1e3:.1f} ms)")
+        f"round-trip p90 {p90 * 1e3:.2f} ms {what} (p50 {p50 * 1e3:.2f}, worst {max(rtts) * 1e3:.1f} "
+        f"ms, {len(rtts)} samples; bound {p90_max * 1e3:.1f} ms)")
 
 
 def ready(srv, n=1, **kw):

@@ -19,8 +19,11 @@ import zlib
 from evltest import (PING_P90_BESIDE_MAX, assert_no_spin, assert_prompt, check_pattern,
                      ping_rtts, ready, wait_for)
 
-# The worst single BCAST time allowed (generous: a BCAST takes ~1 ms).
-FAST_P100 = 0.25
+# The 90th percentile of BCAST round trips allowed (32 KB to 8 connections,
+# 4 of them stalled). Measured over 5 runs on this shared 2-core machine:
+# p50 0.15-0.20 ms, p90 0.30-0.95 ms, worst 1.8-4.9 ms. The bound is ~3x the
+# worst p90 (it was 250 ms on the single worst BCAST).
+BCAST_P90_MAX = 0.003
 
 
 def _collect_lines(client, count, out, errors, timeout=30):
@@ -150,7 +153,7 @@ def test_bcast_to_stalled_readers(start_server):
                for k, f in enumerate(fast)]
     for t in readers:
         t.start()
-    worst = 0.0
+    times = []
     for i in range(100):
         # The fast receivers may lag a few lines, never by the cap (see
         # test_fifo_lines_to_a_stalled_receiver).
@@ -159,14 +162,15 @@ def test_bcast_to_stalled_readers(start_server):
         t0 = time.monotonic()
         text = f"{i:03d} " + "x" * 32000
         assert sender.cmd("BCAST " + text, timeout=5) == "MSG " + text
-        worst = max(worst, time.monotonic() - t0)
+        times.append(time.monotonic() - t0)
     for t in readers:
         t.join(30)
     assert not errors, errors
     for k in range(2):
         assert [g[4:7] for g in got[k]] == [f"{i:03d}" for i in range(100)], f"fast receiver {k}"
-    # A BCAST writes 32 KB to 8 connections: 250 ms is generous (see FAST_P100).
-    assert worst < FAST_P100, f"a BCAST took {worst * 1000:.0f} ms"
+    # A BCAST writes 32 KB to 8 connections. Measured (5 runs): see
+    # BCAST_P90_MAX; the worst single BCAST is reported, not judged.
+    assert_prompt(times, "per BCAST of 32 KB to 8 connections", BCAST_P90_MAX)
     st = json.loads(sender.cmd("STATS"))
     assert st["bcast_overflow"] == 4 and st["overflow_closed"] == 4, st
     assert st["bcast_dropped"] == 1 and st["outbox_bytes"] == 0, st
