@@ -298,12 +298,15 @@ def test_fault7_tick_under_load(start_server):
     stop = threading.Event()
     errors = []
 
+    pumped = [0]
+
     def pump(c):
         chunk = b"z" * (1 << 20)
         try:
             c.send(f"SINK {1 << 62}\n")
             while not stop.is_set():
                 c.sock.sendall(chunk)
+                pumped[0] += len(chunk)
         except OSError as e:
             if not stop.is_set():
                 errors.append(e)
@@ -313,9 +316,9 @@ def test_fault7_tick_under_load(start_server):
         t.start()
     try:
         time.sleep(0.3)  # the streams are running
-        t0, st0 = time.monotonic(), srv.stats()
+        t0, st0, p0 = time.monotonic(), srv.stats(), pumped[0]
         time.sleep(1.5)
-        t1, st1 = time.monotonic(), srv.stats()
+        t1, st1, p1 = time.monotonic(), srv.stats(), pumped[0]
     finally:
         stop.set()
         for c in clients:
@@ -335,7 +338,10 @@ def test_fault7_tick_under_load(start_server):
     assert ticks >= want / 3, \
         f"{ticks} ticks in {t1 - t0:.2f} s under load (want ~{want:.0f}; {iters} iterations)"
     assert ticks <= want * 1.5 + 2, f"{ticks} ticks in {t1 - t0:.2f} s: a burst"
-    assert iters > 50, f"only {iters} iterations: the load did not run"
+    # The load ran, seen from the clients' side (not from the library's
+    # iteration count): the server took their bytes all through the window.
+    # Measured: 0.9-2.0 GiB in the 1.5 s; the floor is a quarter of the least.
+    assert p1 - p0 > 256 << 20, f"only {(p1 - p0) >> 20} MiB pumped in the window: no load"
 
 
 # ---- fault 8: SIGPIPE ------------------------------------------------------------------------
