@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.." || exit 2
 # name | make target(s) | JUnit | what it proves
 # JUnit "tests": the stage writes build/reports/<name>*.xml and the gate fails
 # it, whatever make's exit status, when those files count 0 test cases or any
-# failure or error (a stage that ran no test has proved nothing). "-": none.
+# failure, error or skip (a stage that ran no test has proved nothing). "-": none.
 STAGES=(
   "build|all werror|-|release build; every C file warning-free under gcc and clang -Werror"
   "unit|unit|tests|unit tests under clang ASan+UBSan, leaks fatal"
@@ -67,13 +67,15 @@ count_tests() {
   echo "$n"
 }
 
-# Failures plus errors the stage's JUnit files report (testsuite attributes;
-# pytest writes one <testsuite>, cmocka one per <testsuites>).
+# Failures, errors and skips the stage's JUnit files report (testsuite
+# attributes; pytest writes one <testsuite>, cmocka one per <testsuites>). A
+# skipped test proved nothing: the project's tests fail, not skip, when a
+# tool is missing, so a skip here is a failure.
 count_failures() {
   local n=0 f a
   for f in "$REPORTS"/"$1"*.xml; do
     [ -f "$f" ] || continue
-    for a in $(grep -o '<testsuite [^>]*' "$f" | grep -oE ' (failures|errors)="[0-9]+"' | grep -oE '[0-9]+'); do
+    for a in $(grep -o '<testsuite [^>]*' "$f" | grep -oE ' (failures|errors|skipped)="[0-9]+"' | grep -oE '[0-9]+'); do
       n=$((n + a))
     done
   done
@@ -104,7 +106,7 @@ for s in "${STAGES[@]}"; do
     if [ "$ntests" -eq 0 ]; then
       rc=1 why="make passed but $REPORTS/$name*.xml count 0 tests"
     elif [ "$nbad" -ne 0 ]; then
-      rc=1 why="make passed but $REPORTS/$name*.xml count $nbad failures/errors"
+      rc=1 why="make passed but $REPORTS/$name*.xml count $nbad failures/errors/skips"
     fi
     [ $rc -eq 0 ] || echo "gate: $why" >>"$log"
   fi
