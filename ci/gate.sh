@@ -25,9 +25,9 @@ STAGES=(
   "conf-mutants|conformance-mutants|tests|control run, then each seed fault put back into lib/ must fail the scenarios named for it"
   "stress|stress-quick|tests|slow readers, fanout, churn, fault injection against the ASan server"
   "guard|guard-test|-|nbguard.so stops a blocking write and passes non-blocking ones"
-  "install|install-check|-|make install to a temporary DESTDIR; examples built with pkg-config (shared, static), smoke-tested"
-  "abi|abi-check abi-teeth|-|abidiff against abi/libevloop.abi.xml (docs/ABI.md); the check's own teeth"
-  "fuzz|fuzz-smoke|-|every fuzz target over its corpus plus new inputs"
+  "install|install-check|tests|make install to a temporary DESTDIR; examples built with pkg-config (shared, static), smoke-tested"
+  "abi|abi-check abi-teeth|tests|abidiff against abi/libevloop.abi.xml (docs/ABI.md); the check's own teeth"
+  "fuzz|fuzz-smoke|tests|every fuzz target over its corpus plus new inputs"
   "lint|lint|-|cppcheck and clang-tidy, zero findings"
   "valgrind|unit-valgrind|tests|unit tests on the release build under valgrind"
 )
