@@ -57,6 +57,8 @@ struct srv_counters {
     uint64_t proxy_pauses;   /* proxy: a side stopped reading (the other
                                 side's output at wbuf_high) */
     uint64_t proxy_connect_failed; /* proxy: upstream connects that failed */
+    uint64_t tick_calls;     /* on_tick calls this server received (the
+                                library's "ticks" counts them on its side) */
 };
 
 struct srv {
