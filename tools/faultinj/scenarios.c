@@ -1,0 +1,373 @@
+/*
+ * The torture scenarios: the shapes of the unit tests (accept and echo,
+ * writes under backpressure, graceful close, half-close, evl_run stopped by a
+ * signal, adopt, extra fds, evl_free with busy connections), written so that
+ * any single failing call inside the library leaves an outcome the header
+ * allows. A public call that fails is checked (tt_check_failure) and retried
+ * once: the fault is one-shot, so the retry must work, or the failed call
+ * left state behind (the kind of bug a failed evl_run left in issue 11 #6).
+ */
+#include "torture.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static evl_options quiet_options(void)
+{
+    evl_options o;
+    evl_options_default(&o);
+    o.tick_ms = 0; /* idle means idle: the spin check counts epoll_waits */
+    o.close_timeout_ms = 500;
+    return o;
+}
+
+static void new_loop(tt_ctx *x, const evl_options *o)
+{
+    for (int attempt = 0; attempt < 2 && !x->l; attempt++) {
+        x->l = evl_new(tt_handler(), x, o);
+        if (!x->l)
+            tt_check_failure(x, "evl_new", errno);
+    }
+    if (!x->l)
+        tt_violation(x, "retry fails", "evl_new fails twice");
+}
+
+static evl_conn *adopt(tt_ctx *x, int fd)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        evl_conn *c = evl_adopt(x->l, fd);
+        if (c) {
+            (void)tt_track(x, c);
+            return c;
+        }
+        tt_check_failure(x, "evl_adopt", errno);
+        if (fcntl(fd, F_GETFD) < 0)
+            tt_violation(x, "fd closed on failure", "evl_adopt closed the fd it refused");
+    }
+    tt_violation(x, "retry fails", "evl_adopt fails twice");
+}
+
+/* A socketpair whose loop end is adopted; returns the peer. */
+static int adopted_pair(tt_ctx *x)
+{
+    int sv[2];
+    tt_pair(x, sv);
+    (void)adopt(x, sv[0]);
+    return sv[1];
+}
+
+static int listener(tt_ctx *x, int *port)
+{
+    int fd = -1;
+    for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+        fd = evl_listen_tcp("127.0.0.1", 0, 0);
+        if (fd < 0)
+            tt_check_failure(x, "evl_listen_tcp", errno);
+    }
+    if (fd < 0)
+        tt_violation(x, "retry fails", "evl_listen_tcp fails twice");
+    tt_own(x, fd);
+    *port = evl_local_port(fd);
+    if (*port < 0) {
+        tt_check_failure(x, "evl_local_port", errno);
+        *port = evl_local_port(fd);
+        if (*port < 0)
+            tt_violation(x, "retry fails", "evl_local_port fails twice");
+    }
+    return fd;
+}
+
+static void add_listener(tt_ctx *x, int fd)
+{
+    if (evl_add_listener(x->l, fd) == 0)
+        return;
+    tt_check_failure(x, "evl_add_listener", errno);
+    if (evl_add_listener(x->l, fd) < 0)
+        tt_violation(x, "retry fails", "evl_add_listener: %s after a failed call",
+                     strerrorname_np(errno));
+}
+
+/* A TCP client of port, connected (the backlog completes it), non-blocking. */
+static int client(tt_ctx *x, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    tt_own(x, fd);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+        tt_violation(x, "driver", "connect: %s", strerror(errno));
+    (void)fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
+static enum tt_outcome echo(tt_ctx *x, int peer, const char *line)
+{
+    return tt_exchange(x, peer, line, strlen(line), line, strlen(line));
+}
+
+/* ---- scenarios ------------------------------------------------------------- */
+
+static void accept_echo(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    new_loop(x, &o);
+    int port;
+    int lfd = listener(x, &port);
+    add_listener(x, lfd);
+    tt_expect_served_or_closed(x, echo(x, client(x, port), "hello\n"), "first client");
+    tt_expect_served_or_closed(x, echo(x, client(x, port), "vectored\n"), "second client");
+    /* The listener still accepts: a fault spends itself on one client. */
+    unsigned long fired = fi_fired();
+    enum tt_outcome out = echo(x, client(x, port), "third\n");
+    if (out != TT_SERVED && fi_fired() != fired)
+        out = echo(x, client(x, port), "fourth\n");
+    if (out != TT_SERVED)
+        tt_violation(x, "loop stops serving", "a new TCP client is not served");
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
+static void backpressure(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    o.wbuf_low = 8u << 10;
+    o.wbuf_high = 32u << 10;
+    o.write_quantum = 64u << 10;
+    new_loop(x, &o);
+    int peer = adopted_pair(x);
+    /* A stream larger than the socket buffers, then a pipelined line that
+     * waits while reading is paused at wbuf_high. */
+    const size_t big = 600000;
+    char *expect = malloc(big + 6);
+    if (!expect)
+        tt_violation(x, "driver", "malloc");
+    for (size_t i = 0; i < big; i++)
+        expect[i] = tt_pattern(i);
+    memcpy(expect + big, "after\n", 6);
+    static const char req[] = "BIG 600000\nafter\n";
+    enum tt_outcome out = tt_exchange(x, peer, req, sizeof req - 1, expect, big + 6);
+    free(expect);
+    tt_expect_served_or_closed(x, out, "streamed reply");
+    tt_check_serves(x);
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
+static void graceful_close(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    new_loop(x, &o);
+    int peer = adopted_pair(x);
+    tt_expect_served_or_closed(x, tt_exchange(x, peer, "BYE\n", 4, "bye\n", 4), "BYE");
+    if (!tt_wait_eof(x, peer))
+        tt_violation(x, "stalled connection", "no FIN after evl_close flushed");
+    tt_close_own(peer);
+    if (!tt_wait_all_closed(x))
+        tt_violation(x, "stalled connection", "on_close never ran after both sides closed");
+    tt_check_serves(x);
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
+static void half_close(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    new_loop(x, &o);
+    int peer = adopted_pair(x);
+    /* Two pipelined requests, then the peer's FIN: both replies, then EOF. */
+    if (send(peer, "a-one\nb-two\n", 12, MSG_NOSIGNAL) != 12 || shutdown(peer, SHUT_WR) < 0)
+        tt_violation(x, "driver", "send/shutdown: %s", strerror(errno));
+    enum tt_outcome out = tt_exchange(x, peer, NULL, 0, "a-one\nb-two\n", 12);
+    tt_expect_served_or_closed(x, out, "replies after the peer's FIN");
+    if (!tt_wait_eof(x, peer))
+        tt_violation(x, "stalled connection", "not closed after the replies to a half-closed peer");
+    if (!tt_wait_all_closed(x))
+        tt_violation(x, "stalled connection", "on_close never ran after the half-close");
+    tt_check_serves(x);
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
+/* What a peer holds when the loop is done with it: a prefix of expect. */
+static void check_received(const tt_ctx *x, int peer, const char *expect)
+{
+    char buf[256];
+    ssize_t n = recv(peer, buf, sizeof buf, 0);
+    size_t len = n > 0 ? (size_t)n : 0;
+    if (len > strlen(expect) || memcmp(buf, expect, len) != 0)
+        tt_violation(x, "corrupt stream", "a peer of evl_run got %zu unexpected bytes", len);
+}
+
+static bool stop_signal_pending_or_blocked(void)
+{
+    sigset_t cur, pend;
+    sigprocmask(SIG_SETMASK, NULL, &cur);
+    sigpending(&pend);
+    return sigismember(&cur, SIGTERM) || sigismember(&pend, SIGTERM);
+}
+
+/* One evl_run over the listener and one adopted peer, stopped by SIGTERM
+ * once `lines` request lines were served (or their connection is gone). */
+static int run_once(tt_ctx *x, int lfd, int lines)
+{
+    x->lines = 0;
+    x->ticks = 0;
+    x->stop_after_lines = lines;
+    int rc = evl_run(x->l, lfd);
+    int err = errno;
+    x->stop_after_lines = 0;
+    if (stop_signal_pending_or_blocked())
+        tt_violation(x, "signal mask", "SIGTERM blocked or pending after evl_run returned");
+    if (rc < 0) {
+        tt_check_failure(x, "evl_run", err);
+        return -1;
+    }
+    for (int i = 0; i < x->nconns; i++)
+        if (x->conns[i].c)
+            tt_violation(x, "evl_run returns early", "returned 0 with connection %d open", i);
+    return 0;
+}
+
+static void run_signal(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    o.tick_ms = 20;
+    new_loop(x, &o);
+    int port;
+    int lfd = listener(x, &port);
+    int tcp = client(x, port);
+    if (send(tcp, "one\n", 4, MSG_NOSIGNAL) != 4)
+        tt_violation(x, "driver", "send: %s", strerror(errno));
+    int peer = adopted_pair(x);
+    if (send(peer, "two\nSTOP\n", 9, MSG_NOSIGNAL) != 9)
+        tt_violation(x, "driver", "send: %s", strerror(errno));
+    int rc = run_once(x, lfd, 3);
+    if (rc == 0) {
+        check_received(x, tcp, "one\n");
+        check_received(x, peer, "two\nSTOP\n");
+    }
+    /* The same loop runs again (the header says so), also after a failure. */
+    int peer2 = adopted_pair(x);
+    if (send(peer2, "again\nSTOP\n", 11, MSG_NOSIGNAL) != 11)
+        tt_violation(x, "driver", "send: %s", strerror(errno));
+    unsigned long fired = fi_fired();
+    if (run_once(x, lfd, rc == 0 ? 2 : 4) < 0 && fi_fired() == fired)
+        tt_violation(x, "retry fails", "evl_run fails again after a failed run");
+    tt_finish(x);
+}
+
+static void adopt_echo(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    new_loop(x, &o);
+    int sv[2];
+    tt_pair(x, sv);
+    (void)adopt(x, sv[0]);
+    tt_expect_served_or_closed(x, echo(x, sv[1], "hello\n"), "adopted");
+    /* Refusals the header documents, and the fd stays the caller's. */
+    if (x->conns[0].c && (evl_adopt(x->l, sv[0]) || errno != EEXIST))
+        tt_violation(x, "wrong errno", "adopting an fd twice: %s, not EEXIST",
+                     strerrorname_np(errno));
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        tt_violation(x, "driver", "pipe: %s", strerror(errno));
+    tt_own(x, p[0]);
+    tt_own(x, p[1]);
+    if (evl_adopt(x->l, p[0]))
+        tt_violation(x, "wrong errno", "a pipe was adopted");
+    if (errno != ENOTSOCK)
+        tt_check_failure(x, "evl_adopt(pipe)", errno);
+    if (fcntl(p[0], F_GETFD) < 0)
+        tt_violation(x, "fd closed on failure", "evl_adopt closed the pipe it refused");
+    tt_check_serves(x);
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
+static void writev_echo(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    new_loop(x, &o);
+    int peer = adopted_pair(x);
+    tt_expect_served_or_closed(x, echo(x, peer, "v-three-pieces\n"), "writev");
+    tt_expect_served_or_closed(x, echo(x, peer, "v-again\n"), "writev again");
+    tt_check_serves(x);
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
+static void add_fd(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    new_loop(x, &o);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        tt_violation(x, "driver", "pipe: %s", strerror(errno));
+    tt_own(x, p[0]);
+    if (evl_add_fd(x->l, p[0]) < 0) {
+        tt_check_failure(x, "evl_add_fd", errno);
+        if (evl_add_fd(x->l, p[0]) < 0)
+            tt_violation(x, "retry fails", "evl_add_fd: %s after a failed call",
+                         strerrorname_np(errno));
+    }
+    if (write(p[1], "0123456789", 10) != 10)
+        tt_violation(x, "driver", "write: %s", strerror(errno));
+    uint64_t end = tt_now_ms() + TT_STALL_MS;
+    while (x->fd_bytes < 10 && tt_now_ms() < end)
+        tt_step(x, 5);
+    if (x->fd_bytes != 10)
+        tt_violation(x, "stalled fd", "on_fd read %zu of 10 bytes", x->fd_bytes);
+    close(p[1]); /* EOF: on_fd removes the fd */
+    while (!x->fd_eof && tt_now_ms() < end + TT_STALL_MS)
+        tt_step(x, 5);
+    if (!x->fd_eof)
+        tt_violation(x, "stalled fd", "on_fd never saw EOF");
+    if (evl_remove_fd(x->l, p[0]) != -1 || errno != ENOENT)
+        tt_violation(x, "wrong errno", "evl_remove_fd of a removed fd: not ENOENT");
+    tt_check_serves(x);
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
+static void free_busy(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    o.wbuf_low = 4u << 10;
+    o.wbuf_high = 16u << 10;
+    new_loop(x, &o);
+    /* Three connections in three states: idle, holding a partial request,
+     * and with output pending to a peer that does not read; then evl_free. */
+    (void)adopted_pair(x);
+    int partial = adopted_pair(x);
+    int stuck = adopted_pair(x);
+    if (send(partial, "no newline", 10, MSG_NOSIGNAL) != 10 ||
+        send(stuck, "BIG 400000\n", 11, MSG_NOSIGNAL) != 11)
+        tt_violation(x, "driver", "send: %s", strerror(errno));
+    for (int i = 0; i < 20; i++)
+        tt_step(x, 2);
+    evl_conn *closing = x->conns[0].c;
+    if (closing)
+        evl_close(closing); /* one more state: closing, lingering on its peer */
+    tt_step(x, 2);
+    tt_finish(x); /* evl_free: on_close for each, nothing leaked */
+}
+
+const tt_scenario tt_scenarios[] = {
+    {"accept_echo", "TCP listener, two clients echoed, a third still accepted", accept_echo},
+    {"backpressure", "600 kB streamed from on_drain past wbuf_high, pipelined line after", backpressure},
+    {"graceful_close", "reply then evl_close: reply, FIN, on_close after the peer closes", graceful_close},
+    {"half_close", "two requests and the peer's FIN: both replies, then close", half_close},
+    {"run_signal", "evl_run with a listener stopped by SIGTERM, then run again", run_signal},
+    {"adopt", "adopt, echo, EEXIST on a second adopt, ENOTSOCK for a pipe", adopt_echo},
+    {"writev", "replies by evl_writev (sendmsg)", writev_echo},
+    {"add_fd", "an extra fd (pipe) read to EOF by on_fd and removed", add_fd},
+    {"free_busy", "evl_free with idle, partial-input, backlogged and closing connections", free_busy},
+};
+const size_t tt_nscenarios = sizeof tt_scenarios / sizeof tt_scenarios[0];
