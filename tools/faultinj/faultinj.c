@@ -43,6 +43,7 @@ int fi_socket(int domain, int type, int proto);
 int fi_bind(int fd, const struct sockaddr *sa, socklen_t len);
 int fi_listen(int fd, int backlog);
 int fi_getsockname(int fd, struct sockaddr *sa, socklen_t *len);
+int fi_connect(int fd, const struct sockaddr *sa, socklen_t len);
 
 #define ERRS(...) {__VA_ARGS__}
 #define N(a) (sizeof(a) / sizeof(a)[0])
@@ -80,6 +81,9 @@ static const int e_bind[] = ERRS(EACCES, EADDRINUSE, EBADF, EINVAL, ENOTSOCK, EA
                                  EFAULT, ELOOP, ENAMETOOLONG, ENOENT, ENOMEM, ENOTDIR, EROFS);
 static const int e_listen[] = ERRS(EADDRINUSE, EBADF, ENOTSOCK, EOPNOTSUPP);
 static const int e_getsockname[] = ERRS(EBADF, EFAULT, EINVAL, ENOBUFS, ENOTSOCK);
+static const int e_connect[] = ERRS(EACCES, EPERM, EADDRINUSE, EADDRNOTAVAIL, EAFNOSUPPORT, EAGAIN,
+                                    EALREADY, EBADF, ECONNREFUSED, EFAULT, EINPROGRESS, EINTR,
+                                    EISCONN, ENETUNREACH, ENOTSOCK, EPROTOTYPE, ETIMEDOUT);
 
 static const struct {
     const char *name;
@@ -110,6 +114,7 @@ static const struct {
     [FI_BIND] = {"bind", e_bind, N(e_bind)},
     [FI_LISTEN] = {"listen", e_listen, N(e_listen)},
     [FI_GETSOCKNAME] = {"getsockname", e_getsockname, N(e_getsockname)},
+    [FI_CONNECT] = {"connect", e_connect, N(e_connect)},
 };
 
 static struct {
@@ -349,4 +354,10 @@ int fi_getsockname(int fd, struct sockaddr *sa, socklen_t *len)
 {
     FAIL_WITH(FI_GETSOCKNAME, -1);
     return getsockname(fd, sa, len);
+}
+
+int fi_connect(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    FAIL_WITH(FI_CONNECT, -1);
+    return connect(fd, sa, len);
 }

@@ -61,6 +61,7 @@ enum fi_kind {
     FI_BIND,
     FI_LISTEN,
     FI_GETSOCKNAME,
+    FI_CONNECT,
     FI_NKINDS
 };
 
