@@ -102,8 +102,7 @@ void evl__conn_kill(evl_conn *c)
 void evl__conn_reap(evl_conn *c)
 {
     evl_loop *l = c->loop;
-    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->io.fd, NULL);
-    l->fdtab[c->io.fd] = NULL;
+    evl__unregister(l, &c->io); /* freed after the batch: c stays valid here */
     if (c->refused) {
         l->st.rejected++;
     } else {
@@ -115,7 +114,6 @@ void evl__conn_reap(evl_conn *c)
     (void)close(c->io.fd);
     evl__buf_free(&c->rbuf);
     evl__buf_free(&c->wbuf);
-    evl__bury(l, &c->io);
 }
 
 /* The write side is flushed: end the graceful close. */

@@ -172,12 +172,43 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
     return io;
 }
 
-static void remove_io(evl_loop *l, evl__io *io)
+/* Takes io out of epoll and the fd table; it is freed at the end of the
+ * batch. If the kernel refuses the EPOLL_CTL_DEL, the registration lives on
+ * (while the fd, or a dup of it, is open) and its events still carry io:
+ * freeing io would hand them freed memory. io is kept instead, as a zombie
+ * whose events are dropped (retrying the DEL) until evl_free closes the
+ * epoll fd. No interest means not registered (evl__set_interest). */
+void evl__unregister(evl_loop *l, evl__io *io)
 {
-    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
     l->fdtab[io->fd] = NULL;
+    if (io->events == 0 || epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL) == 0 ||
+        errno == ENOENT) {
+        evl__bury(l, io);
+        return;
+    }
+    io->dead = 1;
+    io->zombie = 1;
+    io->next_dead = l->zombies;
+    l->zombies = io;
+}
+
+/* An event for a zombie: try the DEL again, unless a live object has taken
+ * the fd number (the DEL would then remove its registration). */
+static void retry_zombie(evl_loop *l, evl__io *io)
+{
+    if (fdtab_get(l, io->fd) || epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0)
+        return;
+    for (evl__io **p = &l->zombies; *p; p = &(*p)->next_dead) {
+        if (*p == io) {
+            *p = io->next_dead;
+            break;
+        }
+    }
+    io->zombie = 0;
     evl__bury(l, io);
 }
+
+static void remove_io(evl_loop *l, evl__io *io) { evl__unregister(l, io); }
 
 int evl_add_fd(evl_loop *l, int fd)
 {
@@ -438,8 +469,11 @@ static void on_signalfd(evl_loop *l)
 static void dispatch(evl_loop *l, const struct epoll_event *ev)
 {
     evl__io *io = ev->data.ptr;
-    if (io->dead)
+    if (io->dead) {
+        if (io->zombie)
+            retry_zombie(l, io);
         return; /* unregistered earlier in this batch (fault 9) */
+    }
     switch (io->kind) {
     case EVL__CONN:
         evl__conn_event((evl_conn *)(void *)io, ev->events);
@@ -609,7 +643,12 @@ void evl_free(evl_loop *l)
         if (l->fdtab[fd])
             remove_io(l, l->fdtab[fd]);
     free_graveyard(l);
-    close(l->epfd);
+    close(l->epfd); /* forgets every registration, the zombies' too */
+    while (l->zombies) {
+        evl__io *io = l->zombies;
+        l->zombies = io->next_dead;
+        free(io);
+    }
     free(l->listeners);
     free(l->fdtab);
     free(l->events);
