@@ -39,12 +39,12 @@ $(TORTURE): $(FI_SRCS:$(FI_DIR)/%.c=$(ASAN)/obj/faultinj/%.o) $(FI_LIB_OBJS)
 .PHONY: torture torture-quick
 torture: $(TORTURE)
 	@mkdir -p $(REPORTS)
-	$(TORTURE) --regressions $(TORTURE_REG) --report $(REPORTS)/torture.txt \
+	$(TORTURE) --regressions $(TORTURE_REG) --waivers $(FI_DIR)/waivers.txt --report $(REPORTS)/torture.txt \
 	  --junit $(REPORTS)/torture.xml
 
 torture-quick: $(TORTURE)
 	@mkdir -p $(REPORTS)
-	$(TORTURE) --quick $(TORTURE_QUICK) --regressions $(TORTURE_REG) \
+	$(TORTURE) --quick $(TORTURE_QUICK) --regressions $(TORTURE_REG) --waivers $(FI_DIR)/waivers.txt \
 	  --report $(REPORTS)/torture.txt --junit $(REPORTS)/torture.xml
 
 WERROR_SRCS += $(FI_SRCS)

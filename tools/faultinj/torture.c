@@ -12,15 +12,15 @@
  * index was not reached in this run (timing varies: evl_run's ticks).
  *
  *   torture [--quick K] [--scenario S]... [--kind K]... [--regressions FILE]
- *           [--report FILE] [--junit FILE] [--timeout S] [-v]
+ *           [--waivers FILE] [--report FILE] [--junit FILE] [--timeout S] [-v]
  *   torture --point SCENARIO:KIND:N:ERRNO     one run, its output shown
  *   torture --list
  *
  * --quick K: only the first K call indices of each kind, and the last one
  * (the full run takes every index). --regressions FILE: lines
  * "scenario kind errno" run at every index of that kind whatever --quick
- * says (the points where bugs were found). Exit 1 if any run broke an
- * invariant, 2 for bad usage.
+ * says (the points where bugs were found). --waivers FILE: see waiver below.
+ * Exit 1 if any run broke an invariant (waived ones aside), 2 for bad usage.
  */
 #include "torture.h"
 
@@ -37,7 +37,7 @@
 #define MAX_SIGS 64
 #define MSG_MAX 240
 
-enum result { RUN_OK, RUN_NOT_REACHED, RUN_FAIL };
+enum result { RUN_OK, RUN_NOT_REACHED, RUN_FAIL, RUN_WAIVED };
 
 typedef struct signature {
     char text[MSG_MAX];   /* the violation class, or the sanitizer's SUMMARY */
@@ -51,6 +51,7 @@ static struct {
     unsigned long runs[FI_NKINDS];    /* (index, errno) runs */
     unsigned long reached[FI_NKINDS]; /* runs where the call failed on purpose */
     unsigned long failed[FI_NKINDS];  /* runs that broke an invariant */
+    unsigned long waived[FI_NKINDS];  /* failed runs a waiver explains */
     signature sigs[MAX_SIGS];
     int nsigs;
     unsigned long total_runs, total_failed;
@@ -61,6 +62,19 @@ static int verbose;
 
 static char *regressions[64][3];
 static int nregressions;
+
+/* Waivers (--waivers FILE): "kind | signature | reason" lines; a failed run
+ * of that kind with that signature is counted as waived, not failed, and
+ * listed with its reason. For failures the call cannot have in the
+ * library's use of it, never for a bug waiting for a fix. */
+typedef struct waiver {
+    char kind[32];
+    char sig[MSG_MAX];
+    char reason[MSG_MAX];
+    unsigned long hits;
+} waiver;
+static waiver waivers[16];
+static int nwaivers;
 
 /* ---- one run ------------------------------------------------------------------ */
 
@@ -190,6 +204,11 @@ static enum result one_run(const tt_scenario *s, enum fi_kind kind, unsigned lon
         return RUN_NOT_REACHED;
     char sig[MSG_MAX], detail[MSG_MAX];
     classify(status, out, sig, detail);
+    for (int i = 0; i < nwaivers; i++)
+        if (strcmp(waivers[i].kind, fi_kind_name(kind)) == 0 && strcmp(waivers[i].sig, sig) == 0) {
+            waivers[i].hits++;
+            return RUN_WAIVED;
+        }
     record(sig, detail, example);
     R.total_failed++;
     if (verbose)
@@ -261,6 +280,8 @@ static void sweep(const tt_scenario *s, const bool kinds[FI_NKINDS], unsigned lo
                 groups[k].runs++;
                 if (r != RUN_NOT_REACHED)
                     R.reached[k]++;
+                if (r == RUN_WAIVED)
+                    R.waived[k]++;
                 if (r == RUN_FAIL) {
                     R.failed[k]++;
                     groups[k].failed++;
@@ -292,19 +313,23 @@ static void xml_text(FILE *f, const char *s)
 static void write_text(FILE *f, const char *mode, double secs)
 {
     fprintf(f, "torture: systematic fault injection into lib/ (%s), %.1f s\n\n", mode, secs);
-    fprintf(f, "%-14s %7s %7s %7s %8s %7s\n", "call", "points", "errnos", "runs", "reached",
-            "failed");
+    fprintf(f, "%-14s %7s %7s %7s %8s %7s %7s\n", "call", "points", "errnos", "runs", "reached",
+            "failed", "waived");
     unsigned long tp = 0, tr = 0, tre = 0;
     for (int k = 0; k < FI_NKINDS; k++) {
         size_t nerr;
         (void)fi_errnos((enum fi_kind)k, &nerr);
-        fprintf(f, "%-14s %7lu %7zu %7lu %8lu %7lu\n", fi_kind_name((enum fi_kind)k),
-                R.points[k], nerr, R.runs[k], R.reached[k], R.failed[k]);
+        fprintf(f, "%-14s %7lu %7zu %7lu %8lu %7lu %7lu\n", fi_kind_name((enum fi_kind)k),
+                R.points[k], nerr, R.runs[k], R.reached[k], R.failed[k], R.waived[k]);
         tp += R.points[k];
         tr += R.runs[k];
         tre += R.reached[k];
     }
-    fprintf(f, "%-14s %7lu %7s %7lu %8lu %7lu\n\n", "total", tp, "", tr, tre, R.total_failed);
+    unsigned long tw = 0;
+    for (int i = 0; i < nwaivers; i++)
+        tw += waivers[i].hits;
+    fprintf(f, "%-14s %7lu %7s %7lu %8lu %7lu %7lu\n\n", "total", tp, "", tr, tre,
+            R.total_failed, tw);
     fprintf(f, "points: call indices failed (summed over scenarios); runs: points x errnos;\n"
                "reached: runs in which the call index was reached and failed.\n\n");
     fprintf(f, "distinct invariant violations: %d\n", R.nsigs);
@@ -313,6 +338,10 @@ static void write_text(FILE *f, const char *mode, double secs)
                 R.sigs[i].example, R.sigs[i].detail);
     if (R.nsigs)
         fprintf(f, "reproduce one: torture --point SCENARIO:KIND:N:ERRNO\n");
+    fprintf(f, "\nwaived (a failure the call cannot have where the library makes it):\n");
+    for (int i = 0; i < nwaivers; i++)
+        fprintf(f, "  [%lu runs] %s: %s\n    %s\n", waivers[i].hits, waivers[i].kind,
+                waivers[i].sig, waivers[i].reason);
 }
 
 static void write_junit(FILE *f, group groups[][FI_NKINDS], double secs)
@@ -353,7 +382,7 @@ static void write_junit(FILE *f, group groups[][FI_NKINDS], double secs)
 static _Noreturn void usage(void)
 {
     fputs("usage: torture [--quick K] [--scenario S]... [--kind K]... [--regressions FILE]\n"
-          "               [--report FILE] [--junit FILE] [--timeout S] [-v]\n"
+          "               [--waivers FILE] [--report FILE] [--junit FILE] [--timeout S] [-v]\n"
           "       torture --point SCENARIO:KIND:N:ERRNO | --list\n",
           stderr);
     exit(2);
@@ -399,6 +428,46 @@ static void load_regressions(const char *path)
         regressions[nregressions][1] = strdup(b);
         regressions[nregressions][2] = strdup(c);
         nregressions++;
+    }
+    fclose(f);
+}
+
+static void trim(char *s)
+{
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\n'))
+        s[--n] = '\0';
+    size_t lead = strspn(s, " ");
+    memmove(s, s + lead, n - lead + 1);
+}
+
+static void load_waivers(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        perror(path);
+        exit(2);
+    }
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n')
+            continue;
+        char *a = strtok(line, "|"), *b = strtok(NULL, "|"), *r = strtok(NULL, "");
+        if (!a || !b || !r || nwaivers == 16) {
+            fprintf(stderr, "%s: bad line\n", path);
+            exit(2);
+        }
+        waiver *w = &waivers[nwaivers++];
+        trim(a);
+        trim(b);
+        trim(r);
+        (void)snprintf(w->kind, sizeof w->kind, "%s", a);
+        (void)snprintf(w->sig, sizeof w->sig, "%s", b);
+        (void)snprintf(w->reason, sizeof w->reason, "%s", r);
+        if (fi_kind_by_name(w->kind) < 0) {
+            fprintf(stderr, "%s: no call kind '%s'\n", path, w->kind);
+            exit(2);
+        }
     }
     fclose(f);
 }
@@ -460,6 +529,8 @@ int main(int argc, char **argv)
             kinds[k] = any_kind = true;
         } else if (strcmp(a, "--regressions") == 0) {
             load_regressions(v);
+        } else if (strcmp(a, "--waivers") == 0) {
+            load_waivers(v);
         } else if (strcmp(a, "--report") == 0) {
             report = v;
         } else if (strcmp(a, "--junit") == 0) {
