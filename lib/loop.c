@@ -584,7 +584,13 @@ int evl_run(evl_loop *l, int listen_fd)
     sigaddset(&stop_set, SIGINT);
     /* Blocked and read through a signalfd: a stop is an event like any
      * other, and no handler runs in the middle of the loop's work. */
-    pthread_sigmask(SIG_BLOCK, &stop_set, &old);
+    int merr = pthread_sigmask(SIG_BLOCK, &stop_set, &old);
+    if (merr != 0) { /* unblocked, a SIGTERM would kill instead of stopping */
+        drop_listener_fd(l, listen_fd);
+        free_graveyard(l);
+        errno = merr;
+        return -1;
+    }
     l->child_mask = old;
     l->running = 1;
     int sfd = signalfd(-1, &stop_set, SFD_NONBLOCK | SFD_CLOEXEC);
