@@ -55,7 +55,11 @@ static void update_interest(evl_conn *c)
     }
     if (c->wbuf.len > 0)
         want |= EPOLLOUT;
-    evl__set_interest(c->loop, &c->io, want);
+    /* A connection epoll will not watch as it needs (EPOLLOUT for pending
+     * output, EPOLLIN for input) would wait for an event that never comes,
+     * or be reported without end: abort it. */
+    if (evl__set_interest(c->loop, &c->io, want) < 0)
+        evl__conn_kill(c);
 }
 
 evl_conn *evl__conn_new(evl_loop *l, int fd)

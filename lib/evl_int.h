@@ -121,7 +121,7 @@ struct evl_loop {
 int evl__fdtab_put(evl_loop *l, evl__io *io);
 void evl__bury(evl_loop *l, evl__io *io);
 void evl__unregister(evl_loop *l, evl__io *io);
-void evl__set_interest(evl_loop *l, evl__io *io, uint32_t events);
+int evl__set_interest(evl_loop *l, evl__io *io, uint32_t events);
 
 /* conn.c */
 evl_conn *evl__conn_new(evl_loop *l, int fd);

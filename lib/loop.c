@@ -134,14 +134,16 @@ static void free_graveyard(evl_loop *l)
  * registered with none (a paused listener that was shut down, a half-closed
  * unix connection waiting for its deferred reply) would be reported again in
  * every iteration: a spin. */
-void evl__set_interest(evl_loop *l, evl__io *io, uint32_t events)
+int evl__set_interest(evl_loop *l, evl__io *io, uint32_t events)
 {
     if (io->events == events)
-        return;
+        return 0;
     struct epoll_event ev = {.events = events, .data.ptr = io};
     int op = events == 0 ? EPOLL_CTL_DEL : io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-    if (epoll_ctl(l->epfd, op, io->fd, &ev) == 0)
-        io->events = events;
+    if (epoll_ctl(l->epfd, op, io->fd, &ev) < 0)
+        return -1; /* ENOMEM, ENOSPC (max_user_watches) for an ADD */
+    io->events = events;
+    return 0;
 }
 
 /* Registers a non-connection fd (listener, extra, signalfd) for EPOLLIN. */
