@@ -146,6 +146,8 @@ int evl__set_interest(evl_loop *l, evl__io *io, uint32_t events)
     return 0;
 }
 
+static int reclaim_zombie(evl_loop *l, int fd);
+
 /* Registers a non-connection fd (listener, extra, signalfd) for EPOLLIN. */
 static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
 {
@@ -164,7 +166,10 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
     io->kind = (uint8_t)kind;
     io->events = EPOLLIN;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = io};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 || evl__fdtab_put(l, io) < 0) {
+    int rc = epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
+    if (rc < 0 && errno == EEXIST && reclaim_zombie(l, fd) == 0)
+        rc = epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev); /* added again after removal */
+    if (rc < 0 || evl__fdtab_put(l, io) < 0) {
         int err = errno;
         (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
         free(io);
@@ -208,6 +213,20 @@ static void retry_zombie(evl_loop *l, evl__io *io)
     }
     io->zombie = 0;
     evl__bury(l, io);
+}
+
+/* fd is being added again while a zombie still holds its registration
+ * (the caller's listener or extra fd stayed open): remove that first, or the
+ * ADD fails with EEXIST. 0 if a zombie of fd was reclaimed. */
+static int reclaim_zombie(evl_loop *l, int fd)
+{
+    for (evl__io *io = l->zombies; io; io = io->next_dead) {
+        if (io->fd == fd) {
+            retry_zombie(l, io);
+            return io->zombie ? -1 : 0;
+        }
+    }
+    return -1;
 }
 
 static void remove_io(evl_loop *l, evl__io *io) { evl__unregister(l, io); }
