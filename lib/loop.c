@@ -184,12 +184,13 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
  * (while the fd, or a dup of it, is open) and its events still carry io:
  * freeing io would hand them freed memory. io is kept instead, as a zombie
  * whose events are dropped (retrying the DEL) until evl_free closes the
- * epoll fd. No interest means not registered (evl__set_interest). */
+ * epoll fd; even after ENOENT, which the loop's own bookkeeping rules out
+ * (a zombie then only costs its memory until evl_free). No interest means
+ * not registered (evl__set_interest). */
 void evl__unregister(evl_loop *l, evl__io *io)
 {
     l->fdtab[io->fd] = NULL;
-    if (io->events == 0 || epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL) == 0 ||
-        errno == ENOENT) {
+    if (io->events == 0 || epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL) == 0) {
         evl__bury(l, io);
         return;
     }
