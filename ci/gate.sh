@@ -21,6 +21,7 @@ STAGES=(
   "stress|stress-quick|slow readers, fanout, churn, fault injection against the ASan server"
   "guard|guard-test|nbguard.so stops a blocking write and passes non-blocking ones"
   "fuzz|fuzz-smoke|every fuzz target over its corpus plus new inputs"
+  "torture|torture-quick|each library call failed in turn (first indices, last, regressions): no crash, leak, stall, wrong errno"
   "lint|lint|cppcheck and clang-tidy, zero findings"
   "valgrind|unit-valgrind|unit tests on the release build under valgrind"
 )

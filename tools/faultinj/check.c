@@ -33,7 +33,7 @@ static int npeers;
 uint64_t tt_now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
@@ -46,7 +46,7 @@ void tt_violation(const tt_ctx *x, const char *class, const char *fmt, ...)
     va_start(ap, fmt);
     (void)vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    dprintf(2, "VIOLATION %s: %s (fault: %s)\n", class, detail,
+    (void)dprintf(2, "VIOLATION %s: %s (fault: %s)\n", class, detail,
             x->armed ? (fi_fired() ? "fired" : "armed, not reached") : "none");
     _exit(TT_EXIT_VIOLATION);
 }
@@ -106,14 +106,19 @@ static void after_write(tt_ctx *x, tt_conn *t, int rc, int err)
         tt_violation(x, "write after a failed write", "accepted or not EPIPE");
 }
 
+static void fill_pattern(char *dst, size_t off, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] = tt_pattern(off + i);
+}
+
 static void big_more(tt_ctx *x, tt_conn *t)
 {
     char chunk[BIG_CHUNK];
     const evl_options *o = evl_get_options(x->l);
     while (t->big_left > 0 && evl_pending(t->c) <= o->wbuf_low) {
         size_t n = t->big_left < BIG_CHUNK ? t->big_left : BIG_CHUNK;
-        for (size_t i = 0; i < n; i++)
-            chunk[i] = tt_pattern(t->big_off + i);
+        fill_pattern(chunk, t->big_off, n);
         int rc = evl_write(t->c, chunk, n);
         after_write(x, t, rc, errno);
         if (rc < 0)
@@ -136,8 +141,10 @@ static void on_read(evl_conn *c)
         return; /* a partial line, or still streaming: wait */
     size_t n = (size_t)(nl - p) + 1;
     char line[256];
-    if (n >= sizeof line)
+    if (n >= sizeof line) {
         tt_violation(x, "driver", "request line of %zu bytes", n);
+        return;
+    }
     memcpy(line, p, n);
     line[n] = '\0';
     evl_consume(c, n);
@@ -173,8 +180,10 @@ static void on_close(evl_conn *c)
 {
     tt_ctx *x = ctx_of(c);
     tt_conn *t = evl_udata(c);
-    if (!t || t->c != c)
+    if (!t || t->c != c) {
         tt_violation(x, "on_close twice", "on_close for a connection already closed");
+        return;
+    }
     t->closes++;
     t->c = NULL;
 }
@@ -249,7 +258,7 @@ void tt_close_own(int fd)
     for (int i = 0; i < npeers; i++)
         if (peers[i] == fd) {
             peers[i] = peers[--npeers];
-            close(fd);
+            (void)close(fd);
             return;
         }
 }
@@ -283,7 +292,7 @@ enum tt_outcome tt_exchange(tt_ctx *x, int peer, const char *req, size_t req_len
         }
         if (got == expect_len)
             break;
-        if (n == 0 || (n < 0 && errno != EAGAIN))
+        if (n == 0 || errno != EAGAIN) /* EOF, or a reset */
             return TT_CLOSED;
         if (tt_now_ms() - last > TT_STALL_MS)
             return TT_STALLED;
@@ -341,7 +350,7 @@ void tt_check_serves(tt_ctx *x)
             tt_check_failure(x, "evl_adopt", errno);
             if (fcntl(sv[0], F_GETFD) < 0)
                 tt_violation(x, "fd closed on failure", "evl_adopt closed the fd it refused");
-            close(sv[0]);
+            (void)close(sv[0]);
         } else {
             (void)tt_track(x, c);
             enum tt_outcome o = tt_exchange(x, sv[1], "fresh\n", 6, "fresh\n", 6);
@@ -375,7 +384,7 @@ int tt_count_fds(void)
         return -1;
     while (readdir(d))
         n++;
-    closedir(d);
+    (void)closedir(d);
     return n;
 }
 
@@ -388,7 +397,7 @@ void tt_finish(tt_ctx *x)
             tt_violation(x, "on_close not exactly once", "connection %d: %d calls", i,
                          x->conns[i].closes);
     for (int i = 0; i < npeers; i++)
-        close(peers[i]);
+        (void)close(peers[i]);
     npeers = 0;
     int fds = tt_count_fds();
     if (fds != x->fds_before)
@@ -396,10 +405,10 @@ void tt_finish(tt_ctx *x)
     if (__lsan_do_recoverable_leak_check && __lsan_do_recoverable_leak_check())
         tt_violation(x, "memory leak", "see LeakSanitizer's report above");
     if (!x->armed) { /* the counting run: how many calls of each kind */
-        dprintf(1, "FI-COUNTS");
+        (void)dprintf(1, "FI-COUNTS");
         for (int k = 0; k < FI_NKINDS; k++)
-            dprintf(1, " %lu", fi_count((enum fi_kind)k));
-        dprintf(1, "\n");
+            (void)dprintf(1, " %lu", fi_count((enum fi_kind)k));
+        (void)dprintf(1, "\n");
     }
     _exit(x->armed && fi_fired() == 0 ? TT_EXIT_NOT_REACHED : 0);
 }

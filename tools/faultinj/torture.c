@@ -94,15 +94,15 @@ static int run_child(const tt_scenario *s, enum fi_kind kind, unsigned long nth,
         exit(2);
     }
     if (pid == 0) {
-        close(pfd[0]);
-        dup2(pfd[1], 1);
-        dup2(pfd[1], 2);
-        close(pfd[1]);
+        (void)close(pfd[0]);
+        (void)dup2(pfd[1], 1);
+        (void)dup2(pfd[1], 2);
+        (void)close(pfd[1]);
         sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL); /* a send without MSG_NOSIGNAL kills the run */
-        alarm((unsigned)timeout_s);
+        (void)sigemptyset(&none);
+        (void)sigprocmask(SIG_SETMASK, &none, NULL);
+        (void)signal(SIGPIPE, SIG_DFL); /* a send without MSG_NOSIGNAL kills the run */
+        (void)alarm((unsigned)timeout_s);
         tt_ctx x = {.armed = nth > 0, .kind = kind, .err = err, .nth = nth};
         fi_reset();
         if (nth)
@@ -111,7 +111,7 @@ static int run_child(const tt_scenario *s, enum fi_kind kind, unsigned long nth,
         s->run(&x);
         _exit(99); /* scenarios end in tt_finish */
     }
-    close(pfd[1]);
+    (void)close(pfd[1]);
     size_t len = 0;
     time_t deadline = time(NULL) + timeout_s + 5;
     for (;;) {
@@ -127,12 +127,12 @@ static int run_child(const tt_scenario *s, enum fi_kind kind, unsigned long nth,
             len += keep;
         }
         if (time(NULL) > deadline) {
-            kill(pid, SIGKILL); /* the child's alarm did not end it */
+            (void)kill(pid, SIGKILL); /* the child's alarm did not end it */
             break;
         }
     }
     out[len] = '\0';
-    close(pfd[0]);
+    (void)close(pfd[0]);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
@@ -212,7 +212,7 @@ static enum result one_run(const tt_scenario *s, enum fi_kind kind, unsigned lon
     record(sig, detail, example);
     R.total_failed++;
     if (verbose)
-        fprintf(stderr, "FAIL %s: %s\n     %s\n", example, sig, detail);
+        (void)fprintf(stderr, "FAIL %s: %s\n     %s\n", example, sig, detail);
     return RUN_FAIL;
 }
 
@@ -241,7 +241,7 @@ static bool count_calls(const tt_scenario *s, unsigned long counts[FI_NKINDS])
         (void)snprintf(example, sizeof example, "%s (no fault)", s->name);
         record(sig, detail, example);
         R.total_failed++;
-        fprintf(stderr, "torture: %s fails with no fault injected:\n%s\n", s->name, out);
+        (void)fprintf(stderr, "torture: %s fails with no fault injected:\n%s\n", s->name, out);
         return false;
     }
     p += strlen("FI-COUNTS");
@@ -298,28 +298,28 @@ static void xml_text(FILE *f, const char *s)
 {
     for (; *s; s++) {
         if (*s == '<')
-            fputs("&lt;", f);
+            (void)fputs("&lt;", f);
         else if (*s == '>')
-            fputs("&gt;", f);
+            (void)fputs("&gt;", f);
         else if (*s == '&')
-            fputs("&amp;", f);
+            (void)fputs("&amp;", f);
         else if (*s == '"')
-            fputs("&quot;", f);
+            (void)fputs("&quot;", f);
         else
-            fputc(*s, f);
+            (void)fputc(*s, f);
     }
 }
 
 static void write_text(FILE *f, const char *mode, double secs)
 {
-    fprintf(f, "torture: systematic fault injection into lib/ (%s), %.1f s\n\n", mode, secs);
-    fprintf(f, "%-14s %7s %7s %7s %8s %7s %7s\n", "call", "points", "errnos", "runs", "reached",
+    (void)fprintf(f, "torture: systematic fault injection into lib/ (%s), %.1f s\n\n", mode, secs);
+    (void)fprintf(f, "%-14s %7s %7s %7s %8s %7s %7s\n", "call", "points", "errnos", "runs", "reached",
             "failed", "waived");
     unsigned long tp = 0, tr = 0, tre = 0;
     for (int k = 0; k < FI_NKINDS; k++) {
         size_t nerr;
         (void)fi_errnos((enum fi_kind)k, &nerr);
-        fprintf(f, "%-14s %7lu %7zu %7lu %8lu %7lu %7lu\n", fi_kind_name((enum fi_kind)k),
+        (void)fprintf(f, "%-14s %7lu %7zu %7lu %8lu %7lu %7lu\n", fi_kind_name((enum fi_kind)k),
                 R.points[k], nerr, R.runs[k], R.reached[k], R.failed[k], R.waived[k]);
         tp += R.points[k];
         tr += R.runs[k];
@@ -328,19 +328,19 @@ static void write_text(FILE *f, const char *mode, double secs)
     unsigned long tw = 0;
     for (int i = 0; i < nwaivers; i++)
         tw += waivers[i].hits;
-    fprintf(f, "%-14s %7lu %7s %7lu %8lu %7lu %7lu\n\n", "total", tp, "", tr, tre,
+    (void)fprintf(f, "%-14s %7lu %7s %7lu %8lu %7lu %7lu\n\n", "total", tp, "", tr, tre,
             R.total_failed, tw);
-    fprintf(f, "points: call indices failed (summed over scenarios); runs: points x errnos;\n"
+    (void)fprintf(f, "points: call indices failed (summed over scenarios); runs: points x errnos;\n"
                "reached: runs in which the call index was reached and failed.\n\n");
-    fprintf(f, "distinct invariant violations: %d\n", R.nsigs);
+    (void)fprintf(f, "distinct invariant violations: %d\n", R.nsigs);
     for (int i = 0; i < R.nsigs; i++)
-        fprintf(f, "  [%lu runs] %s\n    first: %s\n    %s\n", R.sigs[i].hits, R.sigs[i].text,
+        (void)fprintf(f, "  [%lu runs] %s\n    first: %s\n    %s\n", R.sigs[i].hits, R.sigs[i].text,
                 R.sigs[i].example, R.sigs[i].detail);
     if (R.nsigs)
-        fprintf(f, "reproduce one: torture --point SCENARIO:KIND:N:ERRNO\n");
-    fprintf(f, "\nwaived (a failure the call cannot have where the library makes it):\n");
+        (void)fprintf(f, "reproduce one: torture --point SCENARIO:KIND:N:ERRNO\n");
+    (void)fprintf(f, "\nwaived (a failure the call cannot have where the library makes it):\n");
     for (int i = 0; i < nwaivers; i++)
-        fprintf(f, "  [%lu runs] %s: %s\n    %s\n", waivers[i].hits, waivers[i].kind,
+        (void)fprintf(f, "  [%lu runs] %s: %s\n    %s\n", waivers[i].hits, waivers[i].kind,
                 waivers[i].sig, waivers[i].reason);
 }
 
@@ -353,35 +353,35 @@ static void write_junit(FILE *f, group groups[][FI_NKINDS], double secs)
                 tests++;
                 failures += groups[s][k].failed > 0;
             }
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f, "<testsuite name=\"torture\" tests=\"%lu\" failures=\"%lu\" time=\"%.1f\">\n",
+    (void)fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    (void)fprintf(f, "<testsuite name=\"torture\" tests=\"%lu\" failures=\"%lu\" time=\"%.1f\">\n",
             tests, failures, secs);
     for (size_t s = 0; s < tt_nscenarios; s++)
         for (int k = 0; k < FI_NKINDS; k++) {
             if (!groups[s][k].runs)
                 continue;
-            fprintf(f, "  <testcase classname=\"torture.%s\" name=\"%s (%lu runs)\">",
+            (void)fprintf(f, "  <testcase classname=\"torture.%s\" name=\"%s (%lu runs)\">",
                     tt_scenarios[s].name, fi_kind_name((enum fi_kind)k), groups[s][k].runs);
             if (groups[s][k].failed) {
-                fprintf(f, "<failure message=\"%lu runs broke an invariant\">", groups[s][k].failed);
+                (void)fprintf(f, "<failure message=\"%lu runs broke an invariant\">", groups[s][k].failed);
                 for (int i = 0; i < R.nsigs; i++)
                     if (strncmp(R.sigs[i].example, tt_scenarios[s].name,
                                 strlen(tt_scenarios[s].name)) == 0) {
                         xml_text(f, R.sigs[i].text);
-                        fputs("\n", f);
+                        (void)fputs("\n", f);
                     }
-                fputs("</failure>", f);
+                (void)fputs("</failure>", f);
             }
-            fputs("</testcase>\n", f);
+            (void)fputs("</testcase>\n", f);
         }
-    fputs("</testsuite>\n", f);
+    (void)fputs("</testsuite>\n", f);
 }
 
 /* ---- main --------------------------------------------------------------------- */
 
 static _Noreturn void usage(void)
 {
-    fputs("usage: torture [--quick K] [--scenario S]... [--kind K]... [--regressions FILE]\n"
+    (void)fputs("usage: torture [--quick K] [--scenario S]... [--kind K]... [--regressions FILE]\n"
           "               [--waivers FILE] [--report FILE] [--junit FILE] [--timeout S] [-v]\n"
           "       torture --point SCENARIO:KIND:N:ERRNO | --list\n",
           stderr);
@@ -421,7 +421,7 @@ static void load_regressions(const char *path)
         const tt_scenario *s = scenario_by_name(a);
         int k = fi_kind_by_name(b);
         if (!s || k < 0 || !errno_by_name((enum fi_kind)k, c) || nregressions == 64) {
-            fprintf(stderr, "%s: bad line: %s", path, line);
+            (void)fprintf(stderr, "%s: bad line: %s", path, line);
             exit(2);
         }
         regressions[nregressions][0] = strdup(a);
@@ -429,7 +429,7 @@ static void load_regressions(const char *path)
         regressions[nregressions][2] = strdup(c);
         nregressions++;
     }
-    fclose(f);
+    (void)fclose(f);
 }
 
 static void trim(char *s)
@@ -454,7 +454,7 @@ static void load_waivers(const char *path)
             continue;
         char *a = strtok(line, "|"), *b = strtok(NULL, "|"), *r = strtok(NULL, "");
         if (!a || !b || !r || nwaivers == 16) {
-            fprintf(stderr, "%s: bad line\n", path);
+            (void)fprintf(stderr, "%s: bad line\n", path);
             exit(2);
         }
         waiver *w = &waivers[nwaivers++];
@@ -465,11 +465,11 @@ static void load_waivers(const char *path)
         (void)snprintf(w->sig, sizeof w->sig, "%s", b);
         (void)snprintf(w->reason, sizeof w->reason, "%s", r);
         if (fi_kind_by_name(w->kind) < 0) {
-            fprintf(stderr, "%s: no call kind '%s'\n", path, w->kind);
+            (void)fprintf(stderr, "%s: no call kind '%s'\n", path, w->kind);
             exit(2);
         }
     }
-    fclose(f);
+    (void)fclose(f);
 }
 
 static int run_point(const char *spec)
@@ -485,8 +485,8 @@ static int run_point(const char *spec)
         usage();
     static char out[1 << 16];
     int status = run_child(s, (enum fi_kind)k, nth, err, out, sizeof out);
-    fputs(out, stdout);
-    printf("torture: %s -> %s %d\n", spec, WIFEXITED(status) ? "exit" : "signal",
+    (void)fputs(out, stdout);
+    (void)printf("torture: %s -> %s %d\n", spec, WIFEXITED(status) ? "exit" : "signal",
            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
     return WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 4) ? 0 : 1;
 }
@@ -507,7 +507,7 @@ int main(int argc, char **argv)
         }
         if (strcmp(a, "--list") == 0) {
             for (size_t s = 0; s < tt_nscenarios; s++)
-                printf("%-16s %s\n", tt_scenarios[s].name, tt_scenarios[s].what);
+                (void)printf("%-16s %s\n", tt_scenarios[s].name, tt_scenarios[s].what);
             return 0;
         }
         if (!v)
@@ -549,14 +549,14 @@ int main(int argc, char **argv)
         kinds[k] = true;
     static group groups[64][FI_NKINDS];
     struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t s = 0; s < tt_nscenarios; s++) {
         if (any_scen && !scen[s])
             continue;
-        fprintf(stderr, "torture: %s\n", tt_scenarios[s].name);
+        (void)fprintf(stderr, "torture: %s\n", tt_scenarios[s].name);
         sweep(&tt_scenarios[s], kinds, quick, groups[s]);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    (void)clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     char mode[64];
     if (quick)
@@ -571,7 +571,7 @@ int main(int argc, char **argv)
             return 2;
         }
         write_text(f, mode, secs);
-        fclose(f);
+        (void)fclose(f);
     }
     if (junit) {
         FILE *f = fopen(junit, "w");
@@ -580,7 +580,7 @@ int main(int argc, char **argv)
             return 2;
         }
         write_junit(f, groups, secs);
-        fclose(f);
+        (void)fclose(f);
     }
     for (int i = 0; i < nregressions; i++)
         for (int j = 0; j < 3; j++)
