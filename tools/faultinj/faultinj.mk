@@ -4,6 +4,8 @@
 #   make torture         every call index of every kind, all errnos (minutes)
 #   make torture-quick   the gate's form: the first 2 indices of each kind and
 #                        the last one, plus the regression points
+#   make torture-teeth   six mutants of lib/, each caught by the invariant it
+#                        breaks (leak, fd leak, errno, on_close, spin, stall)
 #   build/asan/torture --point SCENARIO:KIND:N:ERRNO    one run, shown
 #
 # The library's ASan objects are copied with objcopy --redefine-syms
@@ -36,7 +38,7 @@ $(ASAN)/obj/faultinj/%.o: $(FI_DIR)/%.c $(FI_HDRS) | deps-build
 $(TORTURE): $(FI_SRCS:$(FI_DIR)/%.c=$(ASAN)/obj/faultinj/%.o) $(FI_LIB_OBJS)
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $^
 
-.PHONY: torture torture-quick
+.PHONY: torture torture-quick torture-teeth
 torture: $(TORTURE)
 	@mkdir -p $(REPORTS)
 	$(TORTURE) --regressions $(TORTURE_REG) --waivers $(FI_DIR)/waivers.txt --report $(REPORTS)/torture.txt \
@@ -48,3 +50,6 @@ torture-quick: $(TORTURE)
 	  --report $(REPORTS)/torture.txt --junit $(REPORTS)/torture.xml
 
 WERROR_SRCS += $(FI_SRCS)
+
+torture-teeth:
+	$(FI_DIR)/teeth.sh
