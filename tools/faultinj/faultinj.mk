@@ -1,7 +1,8 @@
 # tools/faultinj/faultinj.mk: the torture run (systematic fault injection),
 # a fragment of the top Makefile.
 #
-#   make torture         every call index of every kind, all errnos (minutes)
+#   make torture         every call index of every kind, all errnos, once and
+#                        persistent (SQLite-style: every call from the index on)
 #   make torture-quick   the gate's form: the first 2 indices of each kind and
 #                        the last one, plus the regression points
 #   make torture-teeth   six mutants of lib/, each caught by the invariant it
@@ -41,7 +42,7 @@ $(TORTURE): $(FI_SRCS:$(FI_DIR)/%.c=$(ASAN)/obj/faultinj/%.o) $(FI_LIB_OBJS)
 .PHONY: torture torture-quick torture-teeth
 torture: $(TORTURE)
 	@mkdir -p $(REPORTS)
-	$(TORTURE) --regressions $(TORTURE_REG) --waivers $(FI_DIR)/waivers.txt --report $(REPORTS)/torture.txt \
+	$(TORTURE) --persist --regressions $(TORTURE_REG) --waivers $(FI_DIR)/waivers.txt --report $(REPORTS)/torture.txt \
 	  --junit $(REPORTS)/torture.xml
 
 torture-quick: $(TORTURE)

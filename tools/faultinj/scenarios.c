@@ -51,6 +51,7 @@ static evl_conn *adopt(tt_ctx *x, int fd)
         if (fcntl(fd, F_GETFD) < 0)
             tt_violation(x, "fd closed on failure", "evl_adopt closed the fd it refused");
     }
+    (void)close(fd); /* still ours: refused */
     tt_violation(x, "retry fails", "evl_adopt fails twice");
 }
 
@@ -243,8 +244,10 @@ static int run_once(tt_ctx *x, int lfd, int lines)
     x->lines = 0;
     x->ticks = 0;
     x->stop_after_lines = lines;
+    x->in_loop++;
     int rc = evl_run(x->l, lfd);
     int err = errno;
+    x->in_loop--;
     x->stop_after_lines = 0;
     if (stop_signal_pending_or_blocked())
         tt_violation(x, "signal mask", "SIGTERM blocked or pending after evl_run returned");
@@ -340,6 +343,7 @@ static void add_fd(tt_ctx *x)
     if (pipe2(p, O_CLOEXEC) < 0)
         tt_violation(x, "driver", "pipe: %s", strerror(errno));
     tt_own(x, p[0]);
+    tt_own(x, p[1]);
     if (evl_add_fd(x->l, p[0]) < 0) {
         tt_check_failure(x, "evl_add_fd", errno);
         if (evl_add_fd(x->l, p[0]) < 0)
@@ -348,13 +352,13 @@ static void add_fd(tt_ctx *x)
     }
     if (write(p[1], "0123456789", 10) != 10)
         tt_violation(x, "driver", "write: %s", strerror(errno));
-    uint64_t end = tt_now_ms() + TT_STALL_MS;
+    uint64_t end = tt_now_ms() + x->stall_ms;
     while (x->fd_bytes < 10 && tt_now_ms() < end)
         tt_step(x, 5);
     if (x->fd_bytes != 10)
         tt_violation(x, "stalled fd", "on_fd read %zu of 10 bytes", x->fd_bytes);
-    (void)close(p[1]); /* EOF: on_fd removes the fd */
-    while (!x->fd_eof && tt_now_ms() < end + TT_STALL_MS)
+    tt_close_own(p[1]); /* EOF: on_fd removes the fd */
+    while (!x->fd_eof && tt_now_ms() < end + x->stall_ms)
         tt_step(x, 5);
     if (!x->fd_eof)
         tt_violation(x, "stalled fd", "on_fd never saw EOF");

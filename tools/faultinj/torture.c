@@ -11,11 +11,15 @@
  * The child checks the invariants (check.c) and exits 0, or 4 when the call
  * index was not reached in this run (timing varies: evl_run's ticks).
  *
- *   torture [--quick K] [--scenario S]... [--kind K]... [--regressions FILE]
- *           [--waivers FILE] [--report FILE] [--junit FILE] [--timeout S] [-v]
- *   torture --point SCENARIO:KIND:N:ERRNO     one run, its output shown
+ *   torture [--quick K] [--persist] [--scenario S]... [--kind K]...
+ *           [--regressions FILE] [--waivers FILE] [--report FILE] [--junit FILE]
+ *           [--timeout S] [-v]
+ *   torture [--persist] --point SCENARIO:KIND:N:ERRNO     one run, its output shown
  *   torture --list
  *
+ * --persist: a second sweep in which every call of the kind fails from the
+ * index on (SQLite's persistent mode), where only the invariants that ask
+ * no progress of the library are held (check.c: needs_progress).
  * --quick K: only the first K call indices of each kind, and the last one
  * (the full run takes every index). --regressions FILE: lines
  * "scenario kind errno" run at every index of that kind whatever --quick
@@ -37,7 +41,13 @@
 #define MAX_SIGS 64
 #define MSG_MAX 240
 
-enum result { RUN_OK, RUN_NOT_REACHED, RUN_FAIL, RUN_WAIVED };
+enum result { RUN_OK, RUN_NOT_REACHED, RUN_FAIL, RUN_WAIVED, RUN_GAVE_UP };
+
+/* The two sweeps: one failing call (curl's torture), or every call of the
+ * kind from the index on (SQLite's persistent OOM mode: cleanup paths
+ * under a failure that does not go away). */
+enum mode { ONCE, PERSIST, NMODES };
+static const char *const mode_names[NMODES] = {"once", "persist"};
 
 typedef struct signature {
     char text[MSG_MAX];   /* the violation class, or the sanitizer's SUMMARY */
@@ -46,12 +56,19 @@ typedef struct signature {
     char detail[MSG_MAX];  /* its first message line */
 } signature;
 
-static struct {
+typedef struct tally {
     unsigned long points[FI_NKINDS];  /* call indices exercised */
     unsigned long runs[FI_NKINDS];    /* (index, errno) runs */
     unsigned long reached[FI_NKINDS]; /* runs where the call failed on purpose */
     unsigned long failed[FI_NKINDS];  /* runs that broke an invariant */
     unsigned long waived[FI_NKINDS];  /* failed runs a waiver explains */
+    unsigned long gave_up[FI_NKINDS]; /* persist: runs that could not go on */
+    double secs;
+    bool ran;
+} tally;
+
+static struct {
+    tally t[NMODES];
     signature sigs[MAX_SIGS];
     int nsigs;
     unsigned long total_runs, total_failed;
@@ -80,8 +97,8 @@ static int nwaivers;
 
 /* Runs scenario s in a child with the fault (kind, nth, err) armed, or none
  * when nth is 0; its output (stdout and stderr) is collected into out. */
-static int run_child(const tt_scenario *s, enum fi_kind kind, unsigned long nth, int err,
-                     char *out, size_t outsz)
+static int run_child(const tt_scenario *s, enum mode m, enum fi_kind kind, unsigned long nth,
+                     int err, char *out, size_t outsz)
 {
     int pfd[2];
     if (pipe(pfd) < 0) {
@@ -103,10 +120,12 @@ static int run_child(const tt_scenario *s, enum fi_kind kind, unsigned long nth,
         (void)sigprocmask(SIG_SETMASK, &none, NULL);
         (void)signal(SIGPIPE, SIG_DFL); /* a send without MSG_NOSIGNAL kills the run */
         (void)alarm((unsigned)timeout_s);
-        tt_ctx x = {.armed = nth > 0, .kind = kind, .err = err, .nth = nth};
+        tt_ctx x = {.armed = nth > 0, .kind = kind, .err = err, .nth = nth,
+                    .persist = m == PERSIST, .stall_ms = m == PERSIST ? 200 : TT_STALL_MS};
+        tt_current = &x;
         fi_reset();
         if (nth)
-            fi_arm(kind, nth, err, 1);
+            fi_arm(kind, nth, err, m == PERSIST ? 0 : 1);
         x.fds_before = tt_count_fds();
         s->run(&x);
         _exit(99); /* scenarios end in tt_finish */
@@ -190,16 +209,19 @@ static void record(const char *sig, const char *detail, const char *example)
     g->hits = 1;
 }
 
-static enum result one_run(const tt_scenario *s, enum fi_kind kind, unsigned long nth, int err)
+static enum result one_run(const tt_scenario *s, enum mode m, enum fi_kind kind,
+                           unsigned long nth, int err)
 {
     static char out[1 << 16];
-    int status = run_child(s, kind, nth, err, out, sizeof out);
+    int status = run_child(s, m, kind, nth, err, out, sizeof out);
     char example[MSG_MAX];
-    (void)snprintf(example, sizeof example, "%s:%s:%lu:%s", s->name, fi_kind_name(kind), nth,
-                   strerrorname_np(err));
+    (void)snprintf(example, sizeof example, "%s%s:%s:%lu:%s", m == PERSIST ? "--persist " : "",
+                   s->name, fi_kind_name(kind), nth, strerrorname_np(err));
     R.total_runs++;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return RUN_OK;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == TT_EXIT_GAVE_UP)
+        return RUN_GAVE_UP;
     if (WIFEXITED(status) && WEXITSTATUS(status) == TT_EXIT_NOT_REACHED)
         return RUN_NOT_REACHED;
     char sig[MSG_MAX], detail[MSG_MAX];
@@ -233,7 +255,7 @@ static bool is_regression(const tt_scenario *s, enum fi_kind k, int err)
 static bool count_calls(const tt_scenario *s, unsigned long counts[FI_NKINDS])
 {
     static char out[1 << 16];
-    int status = run_child(s, FI_MALLOC, 0, 0, out, sizeof out);
+    int status = run_child(s, ONCE, FI_MALLOC, 0, 0, out, sizeof out);
     const char *p = strstr(out, "FI-COUNTS");
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !p) {
         char sig[MSG_MAX], detail[MSG_MAX], example[MSG_MAX];
@@ -257,9 +279,11 @@ typedef struct group {
     unsigned long runs, failed;
 } group;
 
-static void sweep(const tt_scenario *s, const bool kinds[FI_NKINDS], unsigned long quick,
-                  group groups[FI_NKINDS])
+static void sweep(const tt_scenario *s, enum mode m, const bool kinds[FI_NKINDS],
+                  unsigned long quick, group groups[FI_NKINDS])
 {
+    tally *t = &R.t[m];
+    t->ran = true;
     unsigned long counts[FI_NKINDS];
     if (!count_calls(s, counts))
         return;
@@ -274,20 +298,26 @@ static void sweep(const tt_scenario *s, const bool kinds[FI_NKINDS], unsigned lo
             for (size_t e = 0; e < nerr; e++) {
                 if (!sampled && !is_regression(s, (enum fi_kind)k, errs[e]))
                     continue;
+                /* EINTR for ever is a signal storm that never ends: retrying,
+                 * the only right answer to one EINTR, cannot end either. */
+                if (m == PERSIST && errs[e] == EINTR)
+                    continue;
                 point = true;
-                enum result r = one_run(s, (enum fi_kind)k, nth, errs[e]);
-                R.runs[k]++;
+                enum result r = one_run(s, m, (enum fi_kind)k, nth, errs[e]);
+                t->runs[k]++;
                 groups[k].runs++;
                 if (r != RUN_NOT_REACHED)
-                    R.reached[k]++;
+                    t->reached[k]++;
                 if (r == RUN_WAIVED)
-                    R.waived[k]++;
+                    t->waived[k]++;
+                if (r == RUN_GAVE_UP)
+                    t->gave_up[k]++;
                 if (r == RUN_FAIL) {
-                    R.failed[k]++;
+                    t->failed[k]++;
                     groups[k].failed++;
                 }
             }
-            R.points[k] += point;
+            t->points[k] += point;
         }
     }
 }
@@ -310,70 +340,89 @@ static void xml_text(FILE *f, const char *s)
     }
 }
 
-static void write_text(FILE *f, const char *mode, double secs)
+static void write_table(FILE *f, enum mode m, const char *sample)
 {
-    (void)fprintf(f, "torture: systematic fault injection into lib/ (%s), %.1f s\n\n", mode, secs);
-    (void)fprintf(f, "%-14s %7s %7s %7s %8s %7s %7s\n", "call", "points", "errnos", "runs", "reached",
-            "failed", "waived");
-    unsigned long tp = 0, tr = 0, tre = 0;
+    const tally *t = &R.t[m];
+    (void)fprintf(f, "mode %s (%s), %.1f s\n", mode_names[m], sample, t->secs);
+    (void)fprintf(f, "%-14s %7s %7s %7s %8s %7s %7s %7s\n", "call", "points", "errnos", "runs",
+                  "reached", "failed", "waived", "gave-up");
+    unsigned long sum[6] = {0};
     for (int k = 0; k < FI_NKINDS; k++) {
         size_t nerr;
         (void)fi_errnos((enum fi_kind)k, &nerr);
-        (void)fprintf(f, "%-14s %7lu %7zu %7lu %8lu %7lu %7lu\n", fi_kind_name((enum fi_kind)k),
-                R.points[k], nerr, R.runs[k], R.reached[k], R.failed[k], R.waived[k]);
-        tp += R.points[k];
-        tr += R.runs[k];
-        tre += R.reached[k];
+        (void)fprintf(f, "%-14s %7lu %7zu %7lu %8lu %7lu %7lu %7lu\n",
+                      fi_kind_name((enum fi_kind)k), t->points[k], nerr, t->runs[k],
+                      t->reached[k], t->failed[k], t->waived[k], t->gave_up[k]);
+        sum[0] += t->points[k];
+        sum[1] += t->runs[k];
+        sum[2] += t->reached[k];
+        sum[3] += t->failed[k];
+        sum[4] += t->waived[k];
+        sum[5] += t->gave_up[k];
     }
-    unsigned long tw = 0;
-    for (int i = 0; i < nwaivers; i++)
-        tw += waivers[i].hits;
-    (void)fprintf(f, "%-14s %7lu %7s %7lu %8lu %7lu %7lu\n\n", "total", tp, "", tr, tre,
-            R.total_failed, tw);
+    (void)fprintf(f, "%-14s %7lu %7s %7lu %8lu %7lu %7lu %7lu\n\n", "total", sum[0], "", sum[1],
+                  sum[2], sum[3], sum[4], sum[5]);
+}
+
+static void write_text(FILE *f, const char *sample)
+{
+    (void)fprintf(f, "torture: systematic fault injection into lib/\n\n");
+    for (int m = 0; m < NMODES; m++)
+        if (R.t[m].ran)
+            write_table(f, (enum mode)m, sample);
     (void)fprintf(f, "points: call indices failed (summed over scenarios); runs: points x errnos;\n"
-               "reached: runs in which the call index was reached and failed.\n\n");
+                     "reached: runs in which the call index was reached and failed; gave-up:\n"
+                     "persistent faults under which the scenario could not go on (its\n"
+                     "leak, fd, on_close and errno checks still ran where the loop was free).\n\n");
     (void)fprintf(f, "distinct invariant violations: %d\n", R.nsigs);
     for (int i = 0; i < R.nsigs; i++)
-        (void)fprintf(f, "  [%lu runs] %s\n    first: %s\n    %s\n", R.sigs[i].hits, R.sigs[i].text,
-                R.sigs[i].example, R.sigs[i].detail);
+        (void)fprintf(f, "  [%lu runs] %s\n    first: %s\n    %s\n", R.sigs[i].hits,
+                      R.sigs[i].text, R.sigs[i].example, R.sigs[i].detail);
     if (R.nsigs)
-        (void)fprintf(f, "reproduce one: torture --point SCENARIO:KIND:N:ERRNO\n");
+        (void)fprintf(f, "reproduce one: torture [--persist] --point SCENARIO:KIND:N:ERRNO\n");
     (void)fprintf(f, "\nwaived (a failure the call cannot have where the library makes it):\n");
     for (int i = 0; i < nwaivers; i++)
         (void)fprintf(f, "  [%lu runs] %s: %s\n    %s\n", waivers[i].hits, waivers[i].kind,
-                waivers[i].sig, waivers[i].reason);
+                      waivers[i].sig, waivers[i].reason);
 }
 
-static void write_junit(FILE *f, group groups[][FI_NKINDS], double secs)
+typedef group groups_t[NMODES][64][FI_NKINDS];
+
+/* One test case per mode, scenario and call kind that ran. */
+static void write_junit(FILE *f, groups_t *g, double secs)
 {
     unsigned long tests = 0, failures = 0;
-    for (size_t s = 0; s < tt_nscenarios; s++)
-        for (int k = 0; k < FI_NKINDS; k++)
-            if (groups[s][k].runs) {
-                tests++;
-                failures += groups[s][k].failed > 0;
-            }
+    for (int m = 0; m < NMODES; m++)
+        for (size_t s = 0; s < tt_nscenarios; s++)
+            for (int k = 0; k < FI_NKINDS; k++)
+                if ((*g)[m][s][k].runs) {
+                    tests++;
+                    failures += (*g)[m][s][k].failed > 0;
+                }
     (void)fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     (void)fprintf(f, "<testsuite name=\"torture\" tests=\"%lu\" failures=\"%lu\" time=\"%.1f\">\n",
-            tests, failures, secs);
-    for (size_t s = 0; s < tt_nscenarios; s++)
-        for (int k = 0; k < FI_NKINDS; k++) {
-            if (!groups[s][k].runs)
-                continue;
-            (void)fprintf(f, "  <testcase classname=\"torture.%s\" name=\"%s (%lu runs)\">",
-                    tt_scenarios[s].name, fi_kind_name((enum fi_kind)k), groups[s][k].runs);
-            if (groups[s][k].failed) {
-                (void)fprintf(f, "<failure message=\"%lu runs broke an invariant\">", groups[s][k].failed);
-                for (int i = 0; i < R.nsigs; i++)
-                    if (strncmp(R.sigs[i].example, tt_scenarios[s].name,
-                                strlen(tt_scenarios[s].name)) == 0) {
-                        xml_text(f, R.sigs[i].text);
-                        (void)fputs("\n", f);
-                    }
-                (void)fputs("</failure>", f);
+                  tests, failures, secs);
+    for (int m = 0; m < NMODES; m++)
+        for (size_t s = 0; s < tt_nscenarios; s++)
+            for (int k = 0; k < FI_NKINDS; k++) {
+                const group *gr = &(*g)[m][s][k];
+                if (!gr->runs)
+                    continue;
+                (void)fprintf(f, "  <testcase classname=\"torture.%s.%s\" name=\"%s (%lu runs)\">",
+                              mode_names[m], tt_scenarios[s].name,
+                              fi_kind_name((enum fi_kind)k), gr->runs);
+                if (gr->failed) {
+                    (void)fprintf(f, "<failure message=\"%lu runs broke an invariant\">",
+                                  gr->failed);
+                    for (int i = 0; i < R.nsigs; i++)
+                        if (strstr(R.sigs[i].example, tt_scenarios[s].name)) {
+                            xml_text(f, R.sigs[i].text);
+                            (void)fputs("\n", f);
+                        }
+                    (void)fputs("</failure>", f);
+                }
+                (void)fputs("</testcase>\n", f);
             }
-            (void)fputs("</testcase>\n", f);
-        }
     (void)fputs("</testsuite>\n", f);
 }
 
@@ -381,9 +430,10 @@ static void write_junit(FILE *f, group groups[][FI_NKINDS], double secs)
 
 static _Noreturn void usage(void)
 {
-    (void)fputs("usage: torture [--quick K] [--scenario S]... [--kind K]... [--regressions FILE]\n"
-          "               [--waivers FILE] [--report FILE] [--junit FILE] [--timeout S] [-v]\n"
-          "       torture --point SCENARIO:KIND:N:ERRNO | --list\n",
+    (void)fputs("usage: torture [--quick K] [--persist] [--scenario S]... [--kind K]...\n"
+          "               [--regressions FILE] [--waivers FILE] [--report FILE] [--junit FILE]\n"
+          "               [--timeout S] [-v]\n"
+          "       torture [--persist] --point SCENARIO:KIND:N:ERRNO | --list\n",
           stderr);
     exit(2);
 }
@@ -472,7 +522,7 @@ static void load_waivers(const char *path)
     (void)fclose(f);
 }
 
-static int run_point(const char *spec)
+static int run_point(const char *spec, enum mode m)
 {
     char sname[64], kname[64], ename[64];
     unsigned long nth;
@@ -484,18 +534,19 @@ static int run_point(const char *spec)
     if (!s || !err || nth == 0)
         usage();
     static char out[1 << 16];
-    int status = run_child(s, (enum fi_kind)k, nth, err, out, sizeof out);
+    int status = run_child(s, m, (enum fi_kind)k, nth, err, out, sizeof out);
     (void)fputs(out, stdout);
     (void)printf("torture: %s -> %s %d\n", spec, WIFEXITED(status) ? "exit" : "signal",
            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    return WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 4) ? 0 : 1;
+    return WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 4 ||
+                                 WEXITSTATUS(status) == 5) ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
     unsigned long quick = 0;
     bool kinds[FI_NKINDS], any_kind = false;
-    bool scen[64] = {0}, any_scen = false;
+    bool scen[64] = {0}, any_scen = false, persist = false;
     const char *report = NULL, *junit = NULL;
     memset(kinds, 0, sizeof kinds);
     for (int i = 1; i < argc; i++) {
@@ -503,6 +554,10 @@ int main(int argc, char **argv)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "-v") == 0) {
             verbose = 1;
+            continue;
+        }
+        if (strcmp(a, "--persist") == 0) {
+            persist = true;
             continue;
         }
         if (strcmp(a, "--list") == 0) {
@@ -540,37 +595,41 @@ int main(int argc, char **argv)
             if (timeout_s <= 0)
                 usage();
         } else if (strcmp(a, "--point") == 0) {
-            return run_point(v);
+            return run_point(v, persist ? PERSIST : ONCE);
         } else {
             usage();
         }
     }
     for (int k = 0; k < FI_NKINDS && !any_kind; k++)
         kinds[k] = true;
-    static group groups[64][FI_NKINDS];
-    struct timespec t0, t1;
-    (void)clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (size_t s = 0; s < tt_nscenarios; s++) {
-        if (any_scen && !scen[s])
-            continue;
-        (void)fprintf(stderr, "torture: %s\n", tt_scenarios[s].name);
-        sweep(&tt_scenarios[s], kinds, quick, groups[s]);
-    }
-    (void)clock_gettime(CLOCK_MONOTONIC, &t1);
-    double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-    char mode[64];
+    static groups_t groups;
+    char sample[64];
     if (quick)
-        (void)snprintf(mode, sizeof mode, "quick: first %lu indices and the last", quick);
+        (void)snprintf(sample, sizeof sample, "first %lu indices and the last", quick);
     else
-        (void)snprintf(mode, sizeof mode, "full: every call index");
-    write_text(stdout, mode, secs);
+        (void)snprintf(sample, sizeof sample, "every call index");
+    double total = 0;
+    for (int m = 0; m < (persist ? NMODES : 1); m++) {
+        struct timespec t0, t1;
+        (void)clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (size_t s = 0; s < tt_nscenarios; s++) {
+            if (any_scen && !scen[s])
+                continue;
+            (void)fprintf(stderr, "torture: %s %s\n", mode_names[m], tt_scenarios[s].name);
+            sweep(&tt_scenarios[s], (enum mode)m, kinds, quick, groups[m][s]);
+        }
+        (void)clock_gettime(CLOCK_MONOTONIC, &t1);
+        R.t[m].secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        total += R.t[m].secs;
+    }
+    write_text(stdout, sample);
     if (report) {
         FILE *f = fopen(report, "w");
         if (!f) {
             perror(report);
             return 2;
         }
-        write_text(f, mode, secs);
+        write_text(f, sample);
         (void)fclose(f);
     }
     if (junit) {
@@ -579,7 +638,7 @@ int main(int argc, char **argv)
             perror(junit);
             return 2;
         }
-        write_junit(f, groups, secs);
+        write_junit(f, &groups, total);
         (void)fclose(f);
     }
     for (int i = 0; i < nregressions; i++)

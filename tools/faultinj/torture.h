@@ -20,6 +20,7 @@
 #define TT_STALL_MS  1000 /* an exchange that makes no progress this long: stalled */
 #define TT_EXIT_VIOLATION 3 /* child exit codes */
 #define TT_EXIT_NOT_REACHED 4
+#define TT_EXIT_GAVE_UP 5     /* persistent fault: the scenario could not go on */
 
 /* One accepted or adopted connection, as the handler saw it (its udata). */
 typedef struct tt_conn {
@@ -39,7 +40,12 @@ typedef struct tt_ctx {
     enum fi_kind kind;
     int err;
     unsigned long nth;
+    bool persist;         /* every call of kind from nth on fails, not one */
+    bool gave_up;         /* persist: stopped where progress was impossible */
+    int in_loop;          /* inside evl_run_once/evl_run (callbacks may run) */
     int fds_before;       /* open fds when the scenario started */
+    int stall_ms;         /* no progress this long: stalled (TT_STALL_MS; less
+                             under persistent faults, where stalls are expected) */
     int stop_after_lines; /* evl_run scenarios: SIGTERM after this many lines (0: never) */
     int lines;            /* request lines served */
     int ticks;            /* on_tick calls */
@@ -54,12 +60,16 @@ typedef struct tt_scenario {
 } tt_scenario;
 
 extern const tt_scenario tt_scenarios[];
+extern tt_ctx *tt_current; /* the child's one context (set by the runner) */
 extern const size_t tt_nscenarios;
 
 /* ---- check.c -------------------------------------------------------------- */
 
 /* Prints "VIOLATION <class>: detail" (class is what reports group by) and
- * ends the child with TT_EXIT_VIOLATION. */
+ * ends the child with TT_EXIT_VIOLATION. Under a persistent fault, the
+ * classes that need the library to make progress (a retry, a fresh
+ * connection, an exchange, a stop) end the scenario instead: through
+ * tt_finish's checks, or at once from inside the loop. */
 _Noreturn void tt_violation(const tt_ctx *x, const char *class, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -78,7 +88,7 @@ void tt_step(tt_ctx *x, int timeout_ms);
 enum tt_outcome { TT_SERVED, TT_CLOSED, TT_STALLED };
 /* Sends req from peer (a non-blocking socket) and drives the loop until the
  * peer has read expect_len bytes equal to expect (TT_SERVED), or sees EOF or a
- * reset after a prefix of it (TT_CLOSED), or nothing moves for TT_STALL_MS.
+ * reset after a prefix of it (TT_CLOSED), or nothing moves for x->stall_ms.
  * Bytes that are not a prefix of expect are a violation. */
 enum tt_outcome tt_exchange(tt_ctx *x, int peer, const char *req, size_t req_len,
                             const char *expect, size_t expect_len);
