@@ -16,7 +16,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static evl_options quiet_options(void)
@@ -121,12 +123,12 @@ static bool listener_dropped(const tt_ctx *x)
            (x->err == EINVAL || x->err == EBADF || x->err == ENOTSOCK || x->err == EOPNOTSUPP);
 }
 
-/* An echo over a new TCP client; when the fault made the loop drop the
+/* An echo over a client of listener lfd; when the fault made the loop drop the
  * listener as documented, adding it again must work and serve the client
  * waiting in the backlog. */
-static enum tt_outcome tcp_echo(tt_ctx *x, int port, int lfd, bool *readded, const char *line)
+static enum tt_outcome listener_echo(tt_ctx *x, int fd, int lfd, bool *readded,
+                                     const char *line)
 {
-    int fd = client(x, port);
     enum tt_outcome out = echo(x, fd, line);
     if (out == TT_STALLED && listener_dropped(x) && !*readded) {
         *readded = true;
@@ -134,6 +136,11 @@ static enum tt_outcome tcp_echo(tt_ctx *x, int port, int lfd, bool *readded, con
         out = tt_exchange(x, fd, NULL, 0, line, strlen(line));
     }
     return out;
+}
+
+static enum tt_outcome tcp_echo(tt_ctx *x, int port, int lfd, bool *readded, const char *line)
+{
+    return listener_echo(x, client(x, port), lfd, readded, line);
 }
 
 /* ---- scenarios ------------------------------------------------------------- */
@@ -392,6 +399,47 @@ static void free_busy(tt_ctx *x)
     tt_finish(x); /* evl_free: on_close for each, nothing leaked */
 }
 
+/* evl_listen_unix over a stale socket file (bound, closed, left behind):
+ * the stale file is replaced, a unix client is echoed. A connect failing
+ * in the liveness probe with EAGAIN or EINPROGRESS reads as a live server
+ * with a full backlog, for which the header's answer is EADDRINUSE. */
+static void unix_listener(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    new_loop(x, &o);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    (void)snprintf(sun.sun_path, sizeof sun.sun_path, "/tmp/evl-torture-%d.sock", (int)getpid());
+    int stale = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (stale < 0 || bind(stale, (struct sockaddr *)&sun, sizeof sun) < 0)
+        tt_violation(x, "driver", "stale socket: %s", strerror(errno));
+    (void)close(stale);
+    int lfd = -1;
+    for (int attempt = 0; attempt < 2 && lfd < 0; attempt++) {
+        lfd = evl_listen_unix(sun.sun_path);
+        if (lfd >= 0)
+            break;
+        if (!(x->kind == FI_CONNECT && fi_fired() && errno == EADDRINUSE))
+            tt_check_failure(x, "evl_listen_unix", errno);
+    }
+    if (lfd < 0) {
+        (void)unlink(sun.sun_path);
+        tt_violation(x, "retry fails", "evl_listen_unix fails twice");
+    }
+    tt_own(x, lfd);
+    add_listener(x, lfd);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    tt_own(x, fd);
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0)
+        tt_violation(x, "driver", "connect: %s", strerror(errno));
+    (void)unlink(sun.sun_path); /* the listener works on without its name */
+    (void)fcntl(fd, F_SETFL, O_NONBLOCK);
+    bool readded = false;
+    tt_expect_served_or_closed(x, listener_echo(x, fd, lfd, &readded, "unix\n"), "unix client");
+    tt_check_serves(x);
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
 const tt_scenario tt_scenarios[] = {
     {"accept_echo", "TCP listener, two clients echoed, a third still accepted", accept_echo},
     {"backpressure", "600 kB streamed from on_drain past wbuf_high, pipelined line after", backpressure},
@@ -401,6 +449,7 @@ const tt_scenario tt_scenarios[] = {
     {"adopt", "adopt, echo, EEXIST on a second adopt, ENOTSOCK for a pipe", adopt_echo},
     {"writev", "replies by evl_writev (sendmsg)", writev_echo},
     {"add_fd", "an extra fd (pipe) read to EOF by on_fd and removed", add_fd},
+    {"unix_listener", "evl_listen_unix over a stale socket file, a unix client echoed", unix_listener},
     {"free_busy", "evl_free with idle, partial-input, backlogged and closing connections", free_busy},
 };
 const size_t tt_nscenarios = sizeof tt_scenarios / sizeof tt_scenarios[0];
