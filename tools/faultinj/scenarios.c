@@ -426,13 +426,14 @@ static void unix_listener(tt_ctx *x)
         tt_violation(x, "retry fails", "evl_listen_unix fails twice");
     }
     tt_own(x, lfd);
-    add_listener(x, lfd);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     tt_own(x, fd);
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0)
-        tt_violation(x, "driver", "connect: %s", strerror(errno));
+    int rc = connect(fd, (struct sockaddr *)&sun, sizeof sun); /* the backlog takes it */
     (void)unlink(sun.sun_path); /* the listener works on without its name */
+    if (rc < 0)
+        tt_violation(x, "driver", "connect: %s", strerror(errno));
     (void)fcntl(fd, F_SETFL, O_NONBLOCK);
+    add_listener(x, lfd);
     bool readded = false;
     tt_expect_served_or_closed(x, listener_echo(x, fd, lfd, &readded, "unix\n"), "unix client");
     tt_check_serves(x);

@@ -26,7 +26,7 @@ MUTANTS=(
 missed=0
 for m in "${MUTANTS[@]}"; do
   IFS='~' read -r name file expr args expect <<<"$m"
-  rm -rf "$work/lib" "$work/build"
+  rm -rf "${work:?}/lib" "${work:?}/build"
   cp -r lib "$work/lib"
   sed -i "$expr" "$work/lib/$file"
   if cmp -s "lib/$file" "$work/lib/$file"; then
