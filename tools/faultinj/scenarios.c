@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -441,8 +442,46 @@ static void unix_listener(tt_ctx *x)
     tt_finish(x);
 }
 
+/* The fd limit reached for real (no injection): accept4 fails with EMFILE,
+ * the loop pauses accepting, and resumes once fds are back; the client that
+ * waited in the backlog is then served. The sweep then fails each call of
+ * the pause and the resume (epoll_ctl DEL and ADD of the listener). */
+static void accept_emfile(tt_ctx *x)
+{
+    evl_options o = quiet_options();
+    new_loop(x, &o);
+    int port;
+    int lfd = listener(x, &port);
+    add_listener(x, lfd);
+    int waiting = client(x, port); /* in the backlog until the pause ends */
+    struct rlimit old;
+    if (getrlimit(RLIMIT_NOFILE, &old) < 0)
+        tt_violation(x, "driver", "getrlimit: %s", strerror(errno));
+    int lowest = dup(0); /* the next fd the kernel would hand out */
+    (void)close(lowest);
+    struct rlimit low = {.rlim_cur = (rlim_t)lowest, .rlim_max = old.rlim_max};
+    if (lowest < 0 || setrlimit(RLIMIT_NOFILE, &low) < 0)
+        tt_violation(x, "driver", "setrlimit: %s", strerror(errno));
+    for (int i = 0; i < 5; i++)
+        tt_step(x, 2);
+    if (setrlimit(RLIMIT_NOFILE, &old) < 0)
+        tt_violation(x, "driver", "setrlimit: %s", strerror(errno));
+    bool readded = false;
+    tt_expect_served_or_closed(x, listener_echo(x, waiting, lfd, &readded, "later\n"),
+                               "client accepted after the pause");
+    unsigned long fired = fi_fired();
+    enum tt_outcome out = tcp_echo(x, port, lfd, &readded, "next\n");
+    if (out != TT_SERVED && fi_fired() != fired)
+        out = tcp_echo(x, port, lfd, &readded, "again\n");
+    if (out != TT_SERVED)
+        tt_violation(x, "loop stops serving", "a new TCP client is not served after the pause");
+    tt_check_idle(x);
+    tt_finish(x);
+}
+
 const tt_scenario tt_scenarios[] = {
     {"accept_echo", "TCP listener, two clients echoed, a third still accepted", accept_echo},
+    {"accept_emfile", "accept4 fails with EMFILE for real: pause, resume, the waiting client served", accept_emfile},
     {"backpressure", "600 kB streamed from on_drain past wbuf_high, pipelined line after", backpressure},
     {"graceful_close", "reply then evl_close: reply, FIN, on_close after the peer closes", graceful_close},
     {"half_close", "two requests and the peer's FIN: both replies, then close", half_close},
