@@ -361,9 +361,12 @@ static void pause_accepting(evl_loop *l)
 
 static void resume_accepting(evl_loop *l)
 {
+    int failed = 0;
     for (size_t i = 0; i < l->nlisteners; i++)
-        evl__set_interest(l, l->listeners[i], EPOLLIN);
-    l->accept_resume = 0;
+        failed |= evl__set_interest(l, l->listeners[i], EPOLLIN) < 0;
+    /* A listener epoll would not take back (ENOMEM, ENOSPC) would never be
+     * watched again: try again after another pause. */
+    l->accept_resume = failed ? l->now + EVL__ACCEPT_PAUSE_MS : 0;
 }
 
 static void accept_some(evl_loop *l, evl__io *ls)
