@@ -8,7 +8,8 @@
 # Each stage is a make target; its output goes to build/reports/<stage>.log and
 # the last lines of a failing stage are shown here. At the end: one summary
 # table, build/reports/summary.json, build/reports/gate.xml (JUnit, one case
-# per stage) beside each stage's own JUnit XML. Exit status: non-zero if any
+# per stage) beside each stage's own JUnit XML, and index.html linking them all
+# (ci/report-index.sh). Exit status: non-zero if any
 # stage failed. Make variables (SERVER=, LIB=...) pass through: MAKEFLAGS.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
@@ -20,6 +21,8 @@ STAGES=(
   "conformance|conformance|socket scenarios against the ASan test server"
   "stress|stress-quick|slow readers, fanout, churn, fault injection against the ASan server"
   "guard|guard-test|nbguard.so stops a blocking write and passes non-blocking ones"
+  "install|install-check|make install to a temporary DESTDIR; examples built with pkg-config (shared, static), smoke-tested"
+  "abi|abi-check abi-teeth|abidiff against abi/libevloop.abi.xml (docs/ABI.md); the check's own teeth"
   "fuzz|fuzz-smoke|every fuzz target over its corpus plus new inputs"
   "torture|torture-quick|each library call failed in turn (first indices, last, regressions): no crash, leak, stall, wrong errno"
   "lint|lint|cppcheck and clang-tidy, zero findings"
@@ -118,6 +121,10 @@ done
   done
   printf '</testsuite>\n'
 } >"$REPORTS/gate.xml"
+
+# One page linking every report (build/reports/index.html); a broken link is
+# reported here but does not change the gate's verdict.
+ci/report-index.sh "$REPORTS" >/dev/null || echo "gate: $REPORTS/index.html has problems (above)" >&2
 
 passed=$(( ${#names[@]} - failed ))
 echo

@@ -1,4 +1,4 @@
-# conformance/conformance.mk: the pytest scenario suite (SPEC §5).
+# conformance/conformance.mk: the pytest scenario suite (conformance/README.md).
 # Included by the top Makefile; see its header for CHECK_TARGETS.
 #   make conformance                       against build/asan/evl-testsrv (built first)
 #   make conformance SERVER=path/to/server against another build (a fork's)

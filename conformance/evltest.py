@@ -190,7 +190,7 @@ def _blocks(seed):
 
 
 def pattern(n, seed, offset=0):
-    """Bytes [offset, offset + n) of BLAST's stream for seed (SPEC §4)."""
+    """Bytes [offset, offset + n) of BLAST's stream for seed (docs/PROTOCOL.md §4)."""
     if n <= 0:
         return b""
     blocks = _blocks(seed)
@@ -201,7 +201,7 @@ def pattern(n, seed, offset=0):
 
 
 def pattern_byte(i, seed):
-    """Byte i of the stream, straight from the SPEC's formula."""
+    """Byte i of the stream, straight from docs/PROTOCOL.md §4's formula."""
     return ((i ^ (i >> 8) ^ (i >> 16)) * 29 + seed) & 0xff
 
 

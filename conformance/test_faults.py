@@ -1,4 +1,4 @@
-"""The nine faults of the seed (SPEC §3, numbered 1-9): one scenario each
+"""The nine faults of the seed (docs/DESIGN.md §2, numbered 1-9): one scenario each
 (two for fault 6), named test_faultN_*. Each re-creates the situation in
 which the seed misbehaves and checks what a correct library does instead;
 conformance/mutants/faultN_*.patch puts each fault back into a copy of lib/

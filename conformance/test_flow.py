@@ -1,4 +1,4 @@
-"""Flow scenarios (SPEC §5): pipelining, half-close (shutdown and socat),
+"""Flow scenarios (conformance/README.md): pipelining, half-close (shutdown and socat),
 peer resets with writes pending, and slow or stalled readers beside a fast
 client. The STATS consistency check runs after each (conftest).
 

@@ -1,4 +1,4 @@
-"""Limits (SPEC §3 options, §5): what rbuf_max, wbuf_max, the close timeout,
+"""Limits (docs/DESIGN.md §1, lib/evloop.h options): what rbuf_max, wbuf_max, the close timeout,
 the idle timeout and max_conns close, pause or refuse, and that each is
 counted. (rbuf_max's and wbuf_high's own fault-6 scenarios, and fd
 exhaustion under prlimit, are in test_faults.py.) STATS consistency is

@@ -1,4 +1,4 @@
-"""Many connections (SPEC §3 memory, §5): 10 000 idle connections at once,
+"""Many connections (docs/DESIGN.md §1 promise 8): 10 000 idle connections at once,
 all served and then closed cleanly, cheap while idle; and connection churn
 with resets. STATS consistency after each (conftest).
 """
@@ -23,7 +23,7 @@ def _raise_nofile(need):
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
     except (ValueError, OSError) as e:
         # Not a skip: 10 000 connections at once is a promise of the suite
-        # (SPEC §5), and this machine's kind allows 20 000 fds.
+        # (conformance/README.md), and this machine's kind allows 20 000 fds.
         pytest.fail(f"cannot raise RLIMIT_NOFILE to {need} (limits {old}): {e}")
     return old
 

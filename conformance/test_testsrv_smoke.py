@@ -1,4 +1,4 @@
-"""Smoke tests of evl-testsrv (SPEC §4): every command and every flag, once.
+"""Smoke tests of evl-testsrv (docs/PROTOCOL.md): every command and every flag, once.
 
 Each test starts its own server (conftest.start_server), talks to it over
 127.0.0.1 or a unix socket, and the fixture stops it with SIGTERM and
@@ -77,7 +77,7 @@ def test_commands_wait_for_a_streamed_blast(start_server):
 
 
 def test_blast_pattern_formula():
-    # The helper itself against the SPEC's formula, byte by byte.
+    # The helper itself against docs/PROTOCOL.md §4's formula, byte by byte.
     for seed in (0, 3, 255, 4294967295):
         want = bytes(pattern_byte(i, seed) for i in range(70000))
         assert pattern(70000, seed) == want

@@ -1,4 +1,4 @@
-"""Unix sockets, BCAST to stalled readers, and FIFO input (SPEC §4, §5).
+"""Unix sockets, BCAST to stalled readers, and FIFO input (docs/PROTOCOL.md §4, §7).
 
 BCAST policy (tools/testsrv/README.md): a receiver whose pending bytes
 would pass --wbuf-max is closed by the library (overflow_closed, and

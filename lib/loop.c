@@ -23,9 +23,17 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-void evl_options_default(evl_options *o)
+/* The caller's structs may come from an older header: smaller, since they
+ * grow only at the end. Copy what both know; the rest keeps its default
+ * (options), stays NULL (callbacks) or is not written (counters). */
+static size_t known(size_t caller_size, size_t our_size)
 {
-    *o = (evl_options){
+    return caller_size < our_size ? caller_size : our_size;
+}
+
+void evl_options_default_sized(evl_options *o, size_t osize)
+{
+    evl_options d = {
         .tick_ms = 5000,
         .rbuf_max = 1u << 20,
         .wbuf_low = 64u << 10,
@@ -37,6 +45,7 @@ void evl_options_default(evl_options *o)
         .write_quantum = 256u << 10,
         .max_events = 256,
     };
+    memcpy(o, &d, known(osize, sizeof d));
 }
 
 static int options_valid(const evl_options *o)
@@ -47,13 +56,16 @@ static int options_valid(const evl_options *o)
            (o->wbuf_max == 0 || o->wbuf_max >= o->wbuf_high);
 }
 
-evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o)
+evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
+                        const evl_options *o, size_t osize)
 {
+    evl_handler hd = {0};
     evl_options opts;
+    evl_options_default(&opts);
+    if (h)
+        memcpy(&hd, h, known(hsize, sizeof hd));
     if (o)
-        opts = *o;
-    else
-        evl_options_default(&opts);
+        memcpy(&opts, o, known(osize, sizeof opts));
     if (!h || !options_valid(&opts)) {
         errno = EINVAL;
         return NULL;
@@ -61,7 +73,7 @@ evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o)
     evl_loop *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;
-    l->h = *h;
+    l->h = hd;
     l->udata = udata;
     l->o = opts;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -287,6 +299,17 @@ static void drop_listener_fd(evl_loop *l, int fd)
     evl__io *io = fdtab_get(l, fd);
     if (io && io->kind == EVL__LISTENER)
         drop_listener(l, io);
+}
+
+int evl_remove_listener(evl_loop *l, int listen_fd)
+{
+    evl__io *io = fdtab_get(l, listen_fd);
+    if (!io || io->kind != EVL__LISTENER) {
+        errno = ENOENT;
+        return -1;
+    }
+    drop_listener(l, io); /* buried: an event fetched in this batch is dropped */
+    return 0;
 }
 
 static void remove_listeners(evl_loop *l)
@@ -588,6 +611,8 @@ static void begin_stop(evl_loop *l)
 {
     l->stopping = 1;
     remove_listeners(l);
+    if (l->h.on_stop)
+        l->h.on_stop(l); /* closes the listen fds: late clients are refused */
     evl_conn *c;
     while ((c = first_conn(&l->active)))
         evl_close(c); /* moves it to closing, or kills it */
@@ -696,12 +721,13 @@ static void add_buffered(const evl__link *list, struct evl_stats *st)
     }
 }
 
-void evl_stats(const evl_loop *l, struct evl_stats *st)
+void evl_stats_sized(const evl_loop *l, struct evl_stats *st, size_t stsize)
 {
-    *st = l->st;
-    st->wbuf_bytes = st->rbuf_bytes = 0;
-    add_buffered(&l->active, st);
-    add_buffered(&l->closing, st);
+    struct evl_stats all = l->st;
+    all.wbuf_bytes = all.rbuf_bytes = 0;
+    add_buffered(&l->active, &all);
+    add_buffered(&l->closing, &all);
+    memcpy(st, &all, known(stsize, sizeof all));
 }
 
 void *evl_loop_udata(const evl_loop *l) { return l->udata; }

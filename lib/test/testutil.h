@@ -206,7 +206,7 @@ bool tu_wait_readable(int fd, int max_ms);
 
 /* ---- data and time -------------------------------------------------------- */
 
-/* The BLAST pattern of SPEC §4: byte i = ((i ^ i>>8 ^ i>>16) * 29 + seed). */
+/* The BLAST pattern of docs/PROTOCOL.md §4: byte i = ((i ^ i>>8 ^ i>>16) * 29 + seed). */
 static inline unsigned char tu_pat(uint64_t i, uint32_t seed)
 {
     return (unsigned char)(((i ^ (i >> 8) ^ (i >> 16)) * 29 + seed) & 0xff);

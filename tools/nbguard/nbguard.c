@@ -7,7 +7,7 @@
  * aborts: a violation is a crash, never a number in a report. Regular files and
  * ttys are not guarded (a server prints its LISTENING line to stdout).
  *
- * The check is the fd's O_NONBLOCK flag, as SPEC §6 says, not MSG_DONTWAIT: a
+ * The check is the fd's O_NONBLOCK flag, as docs/PROTOCOL.md §8 says, not MSG_DONTWAIT: a
  * blocking fd blocks the loop elsewhere too (read, accept, a later write
  * without the flag), so it is what the guard insists on.
  *

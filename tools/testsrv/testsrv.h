@@ -62,6 +62,7 @@ struct srv {
     struct sconn *conns;     /* list head */
     struct srv_counters n;
     uint8_t *chunk;          /* BLAST scratch, BLAST_CHUNK bytes */
+    int listen_fd;           /* closed by on_stop as a stop begins; -1 after */
     int fifo_fd;             /* -1 when none */
     bool fifo_created;       /* we made the FIFO node: remove it at exit */
     bool fifo_skip;          /* discarding a too-long FIFO line */
