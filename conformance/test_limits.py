@@ -11,7 +11,8 @@ import threading
 import time
 import zlib
 
-from evltest import check_pattern, push_until_blocked, ready, wait_for
+from evltest import (assert_server_not_reading, check_pattern, push_until_blocked, ready,
+                     wait_for)
 
 
 def test_wbuf_max_closes_a_non_reader(start_server):
@@ -162,6 +163,7 @@ def test_wbuf_high_pause_does_not_starve_others(start_server):
     hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     line = "ECHO " + "h" * 1995 + "\n"
     sent = push_until_blocked(hog, (line * 2000).encode(), seconds=3, quiet=0.3)
+    assert_server_not_reading(srv, hog, what="the hog paused at wbuf_high")
     n = sent // len(line)
     others = ready(srv, 5)
     for o in others:

@@ -54,6 +54,8 @@ struct srv_counters {
     uint64_t fifo_reopens;   /* FIFO reopened after its last writer left */
     uint64_t blast_yields;   /* BLAST writes that stopped with bytes left,
                                 pending above wbuf_low: on_drain resumes */
+    uint64_t tick_calls;     /* on_tick calls this server received (the
+                                library's "ticks" counts them on its side) */
 };
 
 struct srv {
