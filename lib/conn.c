@@ -40,8 +40,6 @@ static void enter(evl_conn *c, enum evl__state to)
         [EVL__DEAD] = 0,
     };
     assert(allowed[c->state] & (1u << to));
-    if (to == EVL__DEAD)
-        c->graceful = evl__closing(c);
     c->state = (uint8_t)to;
 }
 
@@ -76,7 +74,11 @@ static void update_interest(evl_conn *c)
     }
     if (c->wbuf.len > 0)
         want |= EVL__OUT;
-    (void)evl__poll_set(c->loop, &c->io, want);
+    /* A connection epoll will not watch as it needs (EPOLLOUT for pending
+     * output, EPOLLIN for input) would wait for an event that never comes,
+     * or be reported without end: abort it. */
+    if (evl__poll_set(c->loop, &c->io, want) < 0)
+        evl__conn_kill(c, EVL_CLOSE_NOMEM, errno);
 }
 
 evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting)
@@ -95,7 +97,7 @@ evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting)
         return NULL;
     }
     if (evl__fdtab_put(l, &c->io) < 0) {
-        evl__poll_forget(l, &c->io);
+        (void)evl__poll_del(l, &c->io);
         free(c);
         return NULL;
     }
@@ -125,26 +127,16 @@ void evl__conn_kill(evl_conn *c, int reason, int err)
     l->kill_tail = &c->next_kill;
 }
 
-/* Whether the connection ends by abort: output was or may have been cut
- * off (evl_abort, overflow, idle timeout, a close deadline that dropped
- * bytes, no memory, evl_free). A clean end (the peer's EOF, a completed
- * evl_close, a graceful stop) and a socket that failed already do not. */
+/* Whether the connection ends by abort: evl_abort, or output cut off
+ * (pending bytes dropped by an overflow, an idle timeout, a close deadline,
+ * evl_free). A socket that failed already needs nothing; any other close
+ * with nothing pending is a plain FIN: a reset would also destroy what the
+ * peer has received and not read yet. */
 static bool abortive(const evl_conn *c)
 {
-    switch (c->reason) {
-    case EVL_CLOSE_ABORT:
-    case EVL_CLOSE_OVERFLOW:
-    case EVL_CLOSE_IDLE:
-    case EVL_CLOSE_TIMEOUT:
-    case EVL_CLOSE_NOMEM:
+    if (c->reason == EVL_CLOSE_ABORT)
         return true;
-    case EVL_CLOSE_STOP:
-        return !c->graceful; /* evl_free; a graceful stop went through evl_close */
-    case EVL_CLOSE_RESET:
-        return false;
-    default:
-        return c->wbuf.len > 0; /* bytes dropped all the same (evl_free) */
-    }
+    return c->reason != EVL_CLOSE_RESET && c->wbuf.len > 0;
 }
 
 /* Runs on_close and closes the fd: called by the loop between callbacks,
@@ -152,8 +144,7 @@ static bool abortive(const evl_conn *c)
 void evl__conn_reap(evl_conn *c)
 {
     evl_loop *l = c->loop;
-    evl__poll_forget(l, &c->io);
-    l->fdtab[c->io.fd] = NULL;
+    evl__unregister(l, &c->io); /* freed after the batch: c stays valid here */
     evl_timer_free(c->connect_timer);
     c->connect_timer = NULL;
     evl_timer_free(c->idle_timer);
@@ -176,7 +167,6 @@ void evl__conn_reap(evl_conn *c)
     (void)close(c->io.fd);
     evl__buf_free(&c->rbuf);
     evl__buf_free(&c->wbuf);
-    evl__bury(l, &c->io);
 }
 
 /* The write side is flushed: end the graceful close. */

@@ -72,6 +72,7 @@ typedef struct evl__io {
     int fd;
     uint8_t kind;
     uint8_t dead;
+    uint8_t zombie;             /* dead, but epoll refused to forget it */
     uint32_t events;            /* interest registered with epoll now */
     struct evl__io *next_dead;  /* graveyard chain */
 } evl__io;
@@ -106,7 +107,6 @@ struct evl_conn {
     unsigned broken : 1;     /* the socket failed: nothing can be sent */
     unsigned paused : 1;     /* pending reached wbuf_high: not reading */
     unsigned drain_armed : 1;/* pending went above wbuf_low: on_drain due */
-    unsigned graceful : 1;   /* it died from FLUSHING or LINGERING */
     unsigned refused : 1;    /* on_accept said no: close without on_close */
     unsigned read_paused : 1;/* evl_read_pause */
     unsigned eof_reported : 1;/* on_eof was called */
@@ -140,6 +140,7 @@ struct evl_loop {
     evl__link ready;            /* conns with input to re-dispatch */
     evl_conn *kill_head, **kill_tail;
     evl__io *graveyard;         /* freed at the end of the batch */
+    evl__io *zombies;           /* freed by evl_free (see evl__unregister) */
 
     evl__io **listeners;
     size_t nlisteners;
@@ -169,7 +170,7 @@ struct evl_loop {
 int evl__poll_open(evl_loop *l);
 void evl__poll_close(evl_loop *l);
 int evl__poll_set(evl_loop *l, evl__io *io, uint32_t events);
-void evl__poll_forget(evl_loop *l, evl__io *io);
+int evl__poll_del(evl_loop *l, evl__io *io);
 int evl__poll_wait(evl_loop *l, int timeout_ms);
 evl__io *evl__poll_event(const evl_loop *l, int i, uint32_t *events);
 
@@ -186,7 +187,7 @@ void evl__timers_free(evl_loop *l);
 /* loop.c */
 int evl__fdtab_put(evl_loop *l, evl__io *io);
 void evl__bury(evl_loop *l, evl__io *io);
-
+void evl__unregister(evl_loop *l, evl__io *io);
 
 static inline bool evl__dead(const evl_conn *c) { return c->state == EVL__DEAD; }
 static inline bool evl__closing(const evl_conn *c)

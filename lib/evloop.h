@@ -161,9 +161,9 @@ typedef struct evl_options {
                                (idle_closed). 0 = off (default). Written
                                means taken by the kernel: output queued for
                                a peer that does not read is no progress, so
-                               a stalled reader idles out. An idle close is
-                               an abort (pending output dropped, the peer
-                               gets a reset). */
+                               a stalled reader idles out. An idle close
+                               drops pending output, and then resets the
+                               peer (see evl_abort). */
     int close_timeout_ms;   /* evl_close / shutdown: flush for at most this
                                long, then abort. Default 5000. */
     unsigned max_conns;     /* accept and close at once beyond this many
@@ -418,9 +418,8 @@ void evl_shutdown(evl_conn *c);
 
 /* Close now: pending output is dropped, and over TCP the peer gets a reset
  * (RST), not a clean EOF, so it can tell a cut-off stream from a complete
- * one; so does every close that cuts output off (overflow, idle timeout, a
- * close deadline that drops bytes, evl_free). A completed evl_close, a
- * clean EOF and a graceful stop end with FIN. on_close runs after the current
+ * one; so does every close that drops pending output (overflow, idle
+ * timeout, a close deadline, evl_free). Other closes end with FIN. on_close runs after the current
  * callback (or in the next evl_run_once when called from outside one). */
 void evl_abort(evl_conn *c);
 

@@ -157,6 +157,8 @@ static void free_graveyard(evl_loop *l)
     }
 }
 
+static int reclaim_zombie(evl_loop *l, int fd);
+
 /* Registers a non-connection fd (listener, extra, signalfd) for EPOLLIN. */
 static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
 {
@@ -173,9 +175,12 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
         return NULL;
     io->fd = fd;
     io->kind = (uint8_t)kind;
-    if (evl__poll_set(l, io, EVL__IN) < 0 || evl__fdtab_put(l, io) < 0) {
+    int rc = evl__poll_set(l, io, EVL__IN);
+    if (rc < 0 && errno == EEXIST && reclaim_zombie(l, fd) == 0)
+        rc = evl__poll_set(l, io, EVL__IN); /* added again after removal */
+    if (rc < 0 || evl__fdtab_put(l, io) < 0) {
         int err = errno;
-        evl__poll_forget(l, io);
+        (void)evl__poll_del(l, io);
         free(io);
         errno = err;
         return NULL;
@@ -183,12 +188,58 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
     return io;
 }
 
-static void remove_io(evl_loop *l, evl__io *io)
+/* Takes io out of epoll and the fd table; it is freed at the end of the
+ * batch. If the kernel refuses the EPOLL_CTL_DEL, the registration lives on
+ * (while the fd, or a dup of it, is open) and its events still carry io:
+ * freeing io would hand them freed memory. io is kept instead, as a zombie
+ * whose events are dropped (retrying the DEL) until evl_free closes the
+ * epoll fd; even after ENOENT, which the loop's own bookkeeping rules out
+ * (a zombie then only costs its memory until evl_free). No interest means
+ * not registered (evl__poll_set). */
+void evl__unregister(evl_loop *l, evl__io *io)
 {
-    evl__poll_forget(l, io);
     l->fdtab[io->fd] = NULL;
+    if (io->events == 0 || evl__poll_del(l, io) == 0) {
+        evl__bury(l, io);
+        return;
+    }
+    io->dead = 1;
+    io->zombie = 1;
+    io->next_dead = l->zombies;
+    l->zombies = io;
+}
+
+/* An event for a zombie: try the DEL again, unless a live object has taken
+ * the fd number (the DEL would then remove its registration). */
+static void retry_zombie(evl_loop *l, evl__io *io)
+{
+    if (fdtab_get(l, io->fd) || evl__poll_del(l, io) < 0)
+        return;
+    for (evl__io **p = &l->zombies; *p; p = &(*p)->next_dead) {
+        if (*p == io) {
+            *p = io->next_dead;
+            break;
+        }
+    }
+    io->zombie = 0;
     evl__bury(l, io);
 }
+
+/* fd is being added again while a zombie still holds its registration
+ * (the caller's listener or extra fd stayed open): remove that first, or the
+ * ADD fails with EEXIST. 0 if a zombie of fd was reclaimed. */
+static int reclaim_zombie(evl_loop *l, int fd)
+{
+    for (evl__io *io = l->zombies; io; io = io->next_dead) {
+        if (io->fd == fd) {
+            retry_zombie(l, io);
+            return io->zombie ? -1 : 0;
+        }
+    }
+    return -1;
+}
+
+static void remove_io(evl_loop *l, evl__io *io) { evl__unregister(l, io); }
 
 int evl_add_fd(evl_loop *l, int fd)
 {
@@ -349,8 +400,13 @@ static void accept_resume_fired(evl_timer *t, void *arg)
 {
     (void)t;
     evl_loop *l = arg;
+    int failed = 0;
     for (size_t i = 0; i < l->nlisteners; i++)
-        (void)evl__poll_set(l, l->listeners[i], EVL__IN);
+        failed |= evl__poll_set(l, l->listeners[i], EVL__IN) < 0;
+    /* A listener epoll would not take back (ENOMEM, ENOSPC) would never be
+     * watched again: try again after another pause. */
+    if (failed)
+        (void)evl__timer_at(&l->accept_timer, l->now + EVL__ACCEPT_PAUSE_MS);
 }
 
 static void accept_some(evl_loop *l, evl__io *ls)
@@ -492,8 +548,11 @@ int evl_wakeup(evl_loop *l)
 
 static void dispatch(evl_loop *l, evl__io *io, uint32_t events)
 {
-    if (io->dead)
+    if (io->dead) {
+        if (io->zombie)
+            retry_zombie(l, io);
         return; /* unregistered earlier in this batch (fault 9) */
+    }
     switch (io->kind) {
     case EVL__CONN:
         evl__conn_event((evl_conn *)(void *)io, events);
@@ -617,7 +676,13 @@ int evl_run(evl_loop *l, int listen_fd)
     sigaddset(&stop_set, SIGINT);
     /* Blocked and read through a signalfd: a stop is an event like any
      * other, and no handler runs in the middle of the loop's work. */
-    pthread_sigmask(SIG_BLOCK, &stop_set, &old);
+    int merr = pthread_sigmask(SIG_BLOCK, &stop_set, &old);
+    if (merr != 0) { /* unblocked, a SIGTERM would kill instead of stopping */
+        drop_listener_fd(l, listen_fd);
+        free_graveyard(l);
+        errno = merr;
+        return -1;
+    }
     l->child_mask = old;
     l->running = 1;
     int sfd = signalfd(-1, &stop_set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -681,7 +746,12 @@ void evl_free(evl_loop *l)
     free_graveyard(l);
     close(wfd);
     evl__timers_free(l);
-    evl__poll_close(l);
+    evl__poll_close(l); /* forgets every registration, the zombies' too */
+    while (l->zombies) {
+        evl__io *io = l->zombies;
+        l->zombies = io->next_dead;
+        free(io);
+    }
     free(l->listeners);
     free(l->fdtab);
     free(l->scratch);

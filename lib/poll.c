@@ -54,12 +54,14 @@ int evl__poll_set(evl_loop *l, evl__io *io, uint32_t events)
     return 0;
 }
 
-/* Unregisters io for good (it is being closed or handed back). */
-void evl__poll_forget(evl_loop *l, evl__io *io)
+/* Unregisters io whatever its interest. 0, or -1 with epoll's errno: the
+ * registration then lives on (see evl__unregister's zombies). */
+int evl__poll_del(evl_loop *l, evl__io *io)
 {
-    if (io->events)
-        (void)epoll_ctl(l->pollfd, EPOLL_CTL_DEL, io->fd, NULL);
+    if (epoll_ctl(l->pollfd, EPOLL_CTL_DEL, io->fd, NULL) < 0)
+        return -1;
     io->events = 0;
+    return 0;
 }
 
 /* Waits for events; they stay in the batch until the next wait. */
