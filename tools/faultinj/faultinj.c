@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -35,6 +36,7 @@ int fi_setsockopt(int fd, int level, int name, const void *v, socklen_t len);
 int fi_getsockopt(int fd, int level, int name, void *v, socklen_t *len);
 int fi_fcntl(int fd, int cmd, ...);
 int fi_signalfd(int fd, const sigset_t *mask, int flags);
+int fi_eventfd(unsigned int initval, int flags);
 int fi_pthread_sigmask(int how, const sigset_t *set, sigset_t *old);
 int fi_sigprocmask(int how, const sigset_t *set, sigset_t *old);
 int fi_close(int fd);
@@ -70,6 +72,7 @@ static const int e_write[] = ERRS(EAGAIN, EBADF, EDESTADDRREQ, EDQUOT, EFAULT, E
 static const int e_sockopt[] = ERRS(EBADF, EFAULT, EINVAL, ENOPROTOOPT, ENOTSOCK);
 static const int e_fcntl[] = ERRS(EACCES, EAGAIN, EBADF, EINTR, EINVAL, EPERM);
 static const int e_signalfd[] = ERRS(EBADF, EINVAL, EMFILE, ENFILE, ENODEV, ENOMEM);
+static const int e_eventfd[] = ERRS(EINVAL, EMFILE, ENFILE, ENODEV, ENOMEM);
 static const int e_sigmask[] = ERRS(EFAULT, EINVAL);
 /* No EBADF: the library closes only fds it holds, and a close that reports
  * EBADF for an open fd is not something Linux does. */
@@ -107,6 +110,7 @@ static const struct {
     [FI_GETSOCKOPT] = {"getsockopt", e_sockopt, N(e_sockopt)},
     [FI_FCNTL] = {"fcntl", e_fcntl, N(e_fcntl)},
     [FI_SIGNALFD] = {"signalfd", e_signalfd, N(e_signalfd)},
+    [FI_EVENTFD] = {"eventfd", e_eventfd, N(e_eventfd)},
     [FI_SIGMASK] = {"sigmask", e_sigmask, N(e_sigmask)},
     [FI_CLOSE] = {"close", e_close, N(e_close)},
     [FI_SHUTDOWN] = {"shutdown", e_shutdown, N(e_shutdown)},
@@ -299,6 +303,12 @@ int fi_signalfd(int fd, const sigset_t *mask, int flags)
 {
     FAIL_WITH(FI_SIGNALFD, -1);
     return signalfd(fd, mask, flags);
+}
+
+int fi_eventfd(unsigned int initval, int flags)
+{
+    FAIL_WITH(FI_EVENTFD, -1);
+    return eventfd(initval, flags);
 }
 
 int fi_pthread_sigmask(int how, const sigset_t *set, sigset_t *old)

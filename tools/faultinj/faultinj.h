@@ -62,6 +62,7 @@ enum fi_kind {
     FI_LISTEN,
     FI_GETSOCKNAME,
     FI_CONNECT,
+    FI_EVENTFD,
     FI_NKINDS
 };
 
