@@ -21,6 +21,7 @@ STAGES=(
   "stress|stress-quick|slow readers, fanout, churn, fault injection against the ASan server"
   "guard|guard-test|nbguard.so stops a blocking write and passes non-blocking ones"
   "fuzz|fuzz-smoke|every fuzz target over its corpus plus new inputs"
+  "coverage|coverage|lib/ line and branch coverage (unit, conformance, fuzz corpora) at ci/coverage-floor"
   "lint|lint|cppcheck and clang-tidy, zero findings"
   "valgrind|unit-valgrind|unit tests on the release build under valgrind"
 )
