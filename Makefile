@@ -43,7 +43,7 @@ CHECK_TARGETS :=
 
 -include lib/test/unit.mk tools/tools.mk conformance/conformance.mk \
          stress/stress.mk fuzz/fuzz.mk bench/bench.mk ci/ci.mk \
-         tools/coverage/coverage.mk
+         tools/coverage/coverage.mk tools/mutate/mutate.mk
 
 .PHONY: all check lint werror clean deps-%
 all: deps-build $(REL_LIB) $(ALL_BINS)
