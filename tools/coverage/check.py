@@ -99,11 +99,11 @@ def main():
     where = locate(read_exclusions(a.exclusions), sources, problems, notes, a.exclusions)
 
     out = []
-    tot = {"l": 0, "lc": 0, "b": 0, "bc": 0, "xl": 0, "xb": 0}
+    tot = {"l": 0, "lc": 0, "b": 0, "bc": 0, "xl": 0, "xb": 0, "xlc": 0, "xbc": 0}
     out.append(f"{'file':<16} {'lines':>13} {'%':>6} {'branches':>11} {'%':>6} {'excluded':>9}  missing")
     for fr in sorted(report["files"], key=lambda x: x["file"]):
         name = fr["file"]
-        s = {"l": 0, "lc": 0, "b": 0, "bc": 0, "xl": 0, "xb": 0}
+        s = {"l": 0, "lc": 0, "b": 0, "bc": 0, "xl": 0, "xb": 0, "xlc": 0, "xbc": 0}
         missing = []
         for ln in fr["lines"]:
             if ln.get("gcovr/noncode") or ln.get("gcovr/excluded"):
@@ -116,7 +116,9 @@ def main():
                 if ln["count"] > 0 and (not br or taken == len(br)):
                     problems.append(f"{name}:{no}: excluded line is covered: remove its exclusion")
                 s["xl"] += 1
+                s["xlc"] += ln["count"] > 0
                 s["xb"] += len(br)
+                s["xbc"] += taken
                 continue
             s["l"] += 1
             if ln["count"] > 0:
@@ -127,6 +129,7 @@ def main():
                 if taken == len(br):
                     problems.append(f"{name}:{no}: excluded branches are all taken: remove the exclusion")
                 s["xb"] += len(br)
+                s["xbc"] += taken
                 continue
             s["b"] += len(br)
             s["bc"] += taken
@@ -136,6 +139,9 @@ def main():
             tot[k] += s[k]
         out.append(line_for(name, s, missing))
     out.append(line_for("TOTAL", tot, []))
+    raw_l = pct(tot["lc"] + tot["xlc"], tot["l"] + tot["xl"])
+    raw_b = pct(tot["bc"] + tot["xbc"], tot["b"] + tot["xb"])
+    out.append(f"without the exclusions: lines {raw_l:.1f}% branches {raw_b:.1f}%")
     pct_l, pct_b = pct(tot["lc"], tot["l"]), pct(tot["bc"], tot["b"])
     verdict = (f"floor: lines {floor['lines']:g}% branches {floor['branches']:g}%; "
                f"after exclusions: lines {pct_l:.1f}% branches {pct_b:.1f}%")

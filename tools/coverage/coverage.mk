@@ -30,6 +30,7 @@ $(COV_LIB): $(LIB_SRCS:$(LIB)/%.c=$(COV)/obj/%.o)
 
 # The unit programs link as in unit.mk (same --wrap lists), on the coverage lib.
 $(COV)/test/test_write: UNIT_LDFLAGS = $(UNIT_WRAP)
+$(COV)/test/test_gaps: UNIT_LDFLAGS = $(GAPS_WRAP)
 $(COV)/test/%: lib/test/%.c $(UNIT_DEPS) $(COV_LIB) | deps-build deps-unit
 	@mkdir -p $(@D)
 	$(COV_CC) $(COV_HARNESS_CFLAGS) $< $(UNIT_UTIL) $(COV_LIB) --coverage $(UNIT_LDFLAGS) $(UNIT_LDLIBS) -o $@

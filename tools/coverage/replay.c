@@ -39,9 +39,9 @@ static int run_file(const char *path)
         }
     }
     int bad = ferror(f) || !buf;
-    fclose(f);
+    (void)fclose(f);
     if (bad) {
-        fprintf(stderr, "replay: cannot read %s\n", path);
+        (void)fprintf(stderr, "replay: cannot read %s\n", path);
         free(buf);
         return -1;
     }
@@ -82,7 +82,7 @@ static int run_dir(const char *dir, size_t *count)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s DIR|FILE...\n", argv[0]);
+        (void)fprintf(stderr, "usage: %s DIR|FILE...\n", argv[0]);
         return 2;
     }
     size_t count = 0;
@@ -98,6 +98,6 @@ int main(int argc, char **argv)
         if (rc < 0)
             return 2;
     }
-    printf("replay: %zu inputs\n", count);
+    (void)printf("replay: %zu inputs\n", count);
     return 0;
 }
