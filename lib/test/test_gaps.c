@@ -1091,6 +1091,123 @@ static void test_listen_tcp_families_and_errors(void **state)
     unlink(path);
 }
 
+/* ---- additions after the fixes of issue 11 ------------------------------------ */
+
+static void test_release_without_hold_changes_nothing(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_SINK);
+    tu_rec *r = tu_pair(s);
+    evl_release(r->c); /* no hold: nothing to release, no count below zero */
+    evl_release(r->c);
+    tu_peer_sends(r->peer, "req");
+    assert_int_equal(shutdown(r->peer, SHUT_WR), 0);
+    /* Without a hold the half-closed connection closes as before. */
+    TU_RUN_UNTIL(s, r->closes == 1, 2000);
+    assert_int_equal(r->in.len, 3);
+    tu_finish(s);
+}
+
+/* Two listeners; one fails to accept with err: what happens to each. */
+static void accept_error_case(int err, bool dropped)
+{
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int a = evl_listen_tcp("127.0.0.1", 0, 0);
+    int b = evl_listen_tcp("127.0.0.1", 0, 0);
+    assert_true(a >= 0 && b >= 0);
+    tu_track_fd(a);
+    tu_track_fd(b);
+    assert_int_equal(evl_add_listener(s->l, a), 0);
+    assert_int_equal(evl_add_listener(s->l, b), 0);
+    int cb = tu_tcp_connect(evl_local_port(b));
+    tu_track_fd(cb);
+    fault_arm(F_ACCEPT4, 0, err, b, 0);
+    tu_step(s, 1000);
+    ASSERT_FIRED(F_ACCEPT4);
+    assert_int_equal(tu_stats(s).accept_errors, 1);
+    assert_int_equal(tu_stats(s).emfile, 0);
+    assert_int_equal(s->accepts, 0);
+    /* The other listener is served either way (at once, or after the pause). */
+    int ca = tu_tcp_connect(evl_local_port(a));
+    tu_track_fd(ca);
+    TU_RUN_UNTIL(s, s->accepts >= 1, 3000);
+    if (dropped) {
+        /* b left the loop (the fd is still the caller's): added again, fine. */
+        tu_run_for(s, 300);
+        assert_int_equal(s->accepts, 1);
+        assert_true(fcntl(b, F_GETFD) >= 0);
+        assert_int_equal(evl_add_listener(s->l, b), 0);
+    }
+    TU_RUN_UNTIL(s, s->accepts == 2, 3000); /* b's client, now or after the pause */
+    tu_finish(s);
+}
+
+static void test_accept_errors_drop_or_pause_one_listener(void **state)
+{
+    (void)state;
+    int drop[] = {EINVAL, EBADF, ENOTSOCK, EOPNOTSUPP};
+    for (size_t i = 0; i < 4; i++)
+        accept_error_case(drop[i], true);
+    accept_error_case(EPERM, false);
+}
+
+static void test_add_listener_nonblock_failure(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int ls = evl_listen_tcp("127.0.0.1", 0, 0);
+    assert_true(ls >= 0);
+    tu_track_fd(ls);
+    fault_arm(F_FCNTL, 0, EBADF, ls, F_SETFL);
+    errno = 0;
+    assert_int_equal(evl_add_listener(s->l, ls), -1);
+    ASSERT_FIRED(F_FCNTL);
+    assert_int_equal(errno, EBADF);
+    assert_int_equal(evl_add_listener(s->l, ls), 0); /* nothing was left half-added */
+    tu_finish(s);
+}
+
+static void sigmask_tick(tu_state *s)
+{
+    sigset_t m;
+    evl_child_sigmask(s->l, &m);
+    s->size = (size_t)(sigismember(&m, SIGTERM) * 2 + sigismember(&m, SIGINT)) + 1;
+    evl_stop(s->l);
+}
+
+static void test_child_sigmask_inside_run_is_the_mask_before(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.tick_ms = 10;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    s->tick_hook = sigmask_tick;
+    sigset_t before;
+    assert_int_equal(sigprocmask(SIG_SETMASK, NULL, &before), 0);
+    assert_int_equal(evl_run(s->l, -1), 0);
+    assert_true(s->size > 0); /* the tick ran inside evl_run */
+    size_t want = (size_t)(sigismember(&before, SIGTERM) * 2 + sigismember(&before, SIGINT)) + 1;
+    assert_int_equal(s->size, want); /* not the mask evl_run set (both blocked) */
+    tu_finish(s);
+}
+
+static void test_listen_unix_liveness_probe_failure(void **state)
+{
+    (void)state;
+    char path[64];
+    (void)snprintf(path, sizeof path, "/tmp/evl-gaps-live-%d.sock", (int)getpid());
+    int old = evl_listen_unix(path);
+    assert_true(old >= 0);
+    close(old); /* the file stays: a stale socket */
+    /* The probe cannot make its socket: the file is taken as stale. */
+    fault_arm(F_SOCKET, 0, EMFILE, -1, 0);
+    int fd = evl_listen_unix(path);
+    ASSERT_FIRED(F_SOCKET);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1120,6 +1237,11 @@ int main(void)
         GAP_TEST(test_ticks_do_not_burst_after_a_stall),
         GAP_TEST(test_listen_argument_errors),
         GAP_TEST(test_listen_tcp_families_and_errors),
+        GAP_TEST(test_release_without_hold_changes_nothing),
+        GAP_TEST(test_accept_errors_drop_or_pause_one_listener),
+        GAP_TEST(test_add_listener_nonblock_failure),
+        GAP_TEST(test_child_sigmask_inside_run_is_the_mask_before),
+        GAP_TEST(test_listen_unix_liveness_probe_failure),
     };
     return cmocka_run_group_tests_name("test_gaps", tests, NULL, NULL);
 }

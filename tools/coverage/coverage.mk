@@ -28,12 +28,12 @@ $(COV)/obj/%.o: $(LIB)/%.c $(LIB_HDRS) | deps-build
 $(COV_LIB): $(LIB_SRCS:$(LIB)/%.c=$(COV)/obj/%.o)
 	$(AR) rcs $@ $^
 
-# The unit programs link as in unit.mk (same --wrap lists), on the coverage lib.
-$(COV)/test/test_write: UNIT_LDFLAGS = $(UNIT_WRAP)
-$(COV)/test/test_gaps: UNIT_LDFLAGS = $(GAPS_WRAP)
+# The unit programs, on the coverage lib. A program that defines __wrap_X
+# is linked with --wrap=X, as unit.mk links it (tools/mutate does the same).
+unit_wraps = $(shell tools/coverage/unit-wraps.sh $(1))
 $(COV)/test/%: lib/test/%.c $(UNIT_DEPS) $(COV_LIB) | deps-build deps-unit
 	@mkdir -p $(@D)
-	$(COV_CC) $(COV_HARNESS_CFLAGS) $< $(UNIT_UTIL) $(COV_LIB) --coverage $(UNIT_LDFLAGS) $(UNIT_LDLIBS) -o $@
+	$(COV_CC) $(COV_HARNESS_CFLAGS) $< $(UNIT_UTIL) $(COV_LIB) --coverage $(call unit_wraps,$<) $(UNIT_LDLIBS) -o $@
 
 $(COV)/obj/testsrv/%.o: tools/testsrv/%.c $(TESTSRV_HDRS) | deps-build
 	@mkdir -p $(@D)

@@ -15,7 +15,6 @@ MUTANTS_CONFORMANCE ?=
 MUTANTS_ARGS = --n $(MUTANTS_N) --seed $(MUTANTS_SEED) --lib $(LIB) \
   --build $(BUILD)/mutants --out $(REPORTS)/mutants.md \
   --cc='$(ASAN_CC)' --cflags='$(ASAN_CFLAGS)' --ldlibs='$(UNIT_LDLIBS)' \
-  --ldflags 'test_write=$(UNIT_WRAP)' --ldflags 'test_gaps=$(GAPS_WRAP)' \
   --unit $(UNIT_SRCS) --util $(UNIT_UTIL) \
   --fuzz $(foreach t,$(FUZZ_TARGETS),$(t):$(subst $(fuzz_empty) ,:,$(fuzz_deps_$(t)))) \
   --python $(PYTHON) $(if $(MUTANTS_CONFORMANCE),--conformance) \

@@ -108,8 +108,13 @@ class Build:
             ok, out = self.compile(src, obj)
             if not ok:
                 sys.exit(out)
+            wraps = self.ldflags.get(name)
+            if wraps is None:  # as the coverage build: --wrap=X per __wrap_X
+                wraps = shlex.split(subprocess.run(
+                    ["tools/coverage/unit-wraps.sh", src], check=True,
+                    stdout=subprocess.PIPE, text=True).stdout)
             self.progs.append(("unit", name, [obj, self.path("tobj", "testutil.o")],
-                               self.ldflags.get(name, []) + self.ldlibs, []))
+                               wraps + self.ldlibs, []))
         replay = self.path("tobj", "replay.o")
         ok, out = self.compile("tools/coverage/replay.c", replay)
         if not ok:
