@@ -308,9 +308,14 @@ static void pause_accepting(evl_loop *l)
 
 static void resume_accepting(evl_loop *l)
 {
-    for (size_t i = 0; i < l->nlisteners; i++)
-        evl__set_interest(l, l->listeners[i], EPOLLIN);
     l->accept_resume = 0;
+    for (size_t i = 0; i < l->nlisteners; i++) {
+        evl__set_interest(l, l->listeners[i], EPOLLIN);
+        /* epoll refused it back (ENOMEM): try again after another pause
+         * rather than lose the listener for good. */
+        if (l->listeners[i]->events != EPOLLIN)
+            l->accept_resume = l->now + EVL__ACCEPT_PAUSE_MS;
+    }
 }
 
 static void accept_some(evl_loop *l, evl__io *ls)

@@ -1208,6 +1208,30 @@ static void test_listen_unix_liveness_probe_failure(void **state)
     unlink(path);
 }
 
+/* Found by coverage: the branch where re-registering a paused listener
+ * fails was never taken. The listener must not be lost for good: accepting
+ * resumes once epoll takes it back. */
+static void test_accept_resume_retries_when_epoll_refuses(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int ls = evl_listen_tcp("127.0.0.1", 0, 0);
+    assert_true(ls >= 0);
+    tu_track_fd(ls);
+    assert_int_equal(evl_add_listener(s->l, ls), 0);
+    int c1 = tu_tcp_connect(evl_local_port(ls));
+    tu_track_fd(c1);
+    fault_arm(F_ACCEPT4, 0, EMFILE, ls, 0);
+    tu_step(s, 1000);
+    ASSERT_FIRED(F_ACCEPT4);
+    assert_int_equal(tu_stats(s).emfile, 1);
+    /* The pause ends; re-registering the listener fails once (ENOMEM). */
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, ls, EPOLL_CTL_ADD);
+    TU_RUN_UNTIL(s, F[F_EPOLL_CTL].fired == 1, 3000);
+    TU_RUN_UNTIL(s, s->accepts == 1, 3000);
+    tu_finish(s);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1242,6 +1266,7 @@ int main(void)
         GAP_TEST(test_add_listener_nonblock_failure),
         GAP_TEST(test_child_sigmask_inside_run_is_the_mask_before),
         GAP_TEST(test_listen_unix_liveness_probe_failure),
+        GAP_TEST(test_accept_resume_retries_when_epoll_refuses),
     };
     return cmocka_run_group_tests_name("test_gaps", tests, NULL, NULL);
 }
