@@ -102,13 +102,19 @@ int __wrap_listen(int fd, int backlog);
 int __real_getaddrinfo(const char *h, const char *s, const struct addrinfo *hi, struct addrinfo **r);
 int __wrap_getaddrinfo(const char *h, const char *s, const struct addrinfo *hi, struct addrinfo **r);
 
+static long mallocs; /* malloc calls that succeeded */
+
 void *__wrap_malloc(size_t n)
 {
     if (n > HUGE_ALLOC) {
         errno = ENOMEM;
         return NULL;
     }
-    return should_fail(F_MALLOC, -1, 0) ? NULL : __real_malloc(n);
+    if (should_fail(F_MALLOC, -1, 0))
+        return NULL;
+    void *p = __real_malloc(n);
+    mallocs += p != NULL;
+    return p;
 }
 void *__wrap_calloc(size_t n, size_t m)
 {
@@ -1232,6 +1238,245 @@ static void test_accept_resume_retries_when_epoll_refuses(void **state)
     tu_finish(s);
 }
 
+/* ---- found by make mutants: promises no test checked ------------------------- */
+
+/* buf.c's growth: doubling, compaction paid for by consumed bytes, and
+ * shrinking only when sparse. Counted in allocations, the one cost that a
+ * wrong rule multiplies. */
+static void test_buf_growth_and_shrink_are_amortised(void **state)
+{
+    (void)state;
+    evl__buf b = {0};
+    long before = mallocs;
+    for (int i = 0; i < 100000; i++)
+        assert_int_equal(evl__buf_append(&b, "x", 1), 0);
+    /* 4 KiB doubling to 128 KiB: 6 allocations, not one per append. */
+    if (mallocs - before > 8)
+        TU_FAIL("100000 one-byte appends made %ld allocations", mallocs - before);
+    evl__buf_free(&b);
+
+    /* A window sliding by one byte: compaction in place, not reallocation. */
+    char chunk[3000];
+    memset(chunk, 'w', sizeof chunk);
+    assert_int_equal(evl__buf_append(&b, chunk, sizeof chunk), 0);
+    before = mallocs;
+    for (int i = 0; i < 20000; i++) {
+        evl__buf_consume(&b, 1);
+        assert_int_equal(evl__buf_append(&b, "w", 1), 0);
+    }
+    if (mallocs - before > 2)
+        TU_FAIL("a sliding window made %ld allocations", mallocs - before);
+    assert_null(evl__buf_check(&b));
+    evl__buf_free(&b);
+
+    /* A large buffer that is still dense is not copied on every consume. */
+    size_t n = (size_t)1 << 20;
+    char *p = evl__buf_reserve(&b, n);
+    assert_non_null(p);
+    memset(p, 'd', n);
+    evl__buf_commit(&b, n);
+    before = mallocs;
+    for (int i = 0; i < 100; i++)
+        evl__buf_consume(&b, 1);
+    if (mallocs != before)
+        TU_FAIL("consuming 100 bytes of 1 MiB made %ld allocations", mallocs - before);
+    assert_null(evl__buf_check(&b));
+    evl__buf_free(&b);
+}
+
+struct drain_ctx {
+    int peer;
+    tu_dbuf got;
+};
+
+/* Stops the loop, and reads the peer's side, from every tick. */
+static void peer_drain_tick(tu_state *s)
+{
+    struct drain_ctx *x = s->user;
+    evl_stop(s->l);
+    (void)tu_peer_drain(x->peer, &x->got);
+}
+
+/* A stop flushes what is pending and closes at once: it does not wait for
+ * the peer's EOF (which may never come) nor for close_timeout_ms. */
+static void test_stop_flushes_and_closes_without_waiting_for_peer(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.tick_ms = 10;
+    o.close_timeout_ms = 5000;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    tu_rec *r = small_pair(s);
+    size_t n = 64 << 10;
+    char *p = malloc(n);
+    assert_non_null(p);
+    tu_pattern(p, n, 0, 3);
+    assert_int_equal(evl_write(r->c, p, n), 0);
+    free(p);
+    assert_true(evl_pending(r->c) > 0);
+    /* A second connection already closed by the handler: flushed, shut
+     * down, lingering for its peer's EOF when the stop comes. */
+    tu_rec *r2 = tu_pair(s);
+    evl_close(r2->c);
+    tu_step(s, 10);
+    assert_int_equal(r2->closes, 0);
+    struct drain_ctx ctx = {.peer = r->peer};
+    s->user = &ctx;
+    s->tick_hook = peer_drain_tick;
+    uint64_t t0 = tu_now_ms();
+    assert_int_equal(evl_run(s->l, -1), 0);
+    uint64_t took = tu_now_ms() - t0;
+    if (took > 2500)
+        TU_FAIL("evl_run took %llu ms to stop: it waited for a peer", (unsigned long long)took);
+    assert_int_equal(r->closes, 1);
+    assert_int_equal(r2->closes, 1);
+    (void)tu_peer_drain(r->peer, &ctx.got);
+    assert_int_equal(ctx.got.len, n);
+    assert_true(tu_pattern_mismatch(ctx.got.p, n, 0, 3) < 0);
+    tu_dbuf_free(&ctx.got);
+    s->user = NULL;
+    tu_finish(s);
+}
+
+static void stop_tick(tu_state *s) { evl_stop(s->l); }
+
+static void test_stop_removes_the_listener(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.tick_ms = 10;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    int ls = evl_listen_tcp("127.0.0.1", 0, 0);
+    assert_true(ls >= 0);
+    tu_track_fd(ls);
+    s->tick_hook = stop_tick;
+    assert_int_equal(evl_run(s->l, ls), 0);
+    /* Removed from the loop (still open): it can be added again. */
+    assert_true(fcntl(ls, F_GETFD) >= 0);
+    assert_int_equal(evl_add_listener(s->l, ls), 0);
+    tu_finish(s);
+}
+
+static void test_peer_eof_true_after_a_failed_write(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    tu_rec *r = tu_pair(s);
+    tu_close_fd(r->peer);
+    errno = 0;
+    assert_int_equal(evl_write(r->c, "x", 1), -1);
+    assert_int_equal(errno, EPIPE);
+    TU_RUN_UNTIL(s, r->closes == 1, 2000);
+    assert_true(r->eof_at_close); /* the peer is gone: nothing more comes */
+    tu_finish(s);
+}
+
+/* on_read writes a then b bytes; records evl_pending after each call. */
+static void write_two(tu_state *s, tu_rec *r)
+{
+    static const size_t plan[3][2] = {{600, 10}, {600, 10}, {1000, 10}};
+    size_t len;
+    (void)evl_data(r->c, &len);
+    evl_consume(r->c, len);
+    int k = r->reads - 1;
+    if (k < 0 || k > 2)
+        return;
+    char buf[1000];
+    memset(buf, 'q', sizeof buf);
+    TU_CB_CHECK(s, evl_write(r->c, buf, plan[k][0]) == 0);
+    TU_CB_CHECK(s, evl_write(r->c, buf, plan[k][1]) == 0);
+    ((size_t *)s->user)[k] = evl_pending(r->c);
+}
+
+static void test_write_quantum_is_per_iteration(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.write_quantum = 1000;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    size_t pending[3] = {99, 99, 99};
+    s->user = pending;
+    s->read_hook = write_two;
+    tu_rec *r = tu_pair(s);
+    for (int i = 1; i <= 3; i++) {
+        tu_peer_sends(r->peer, "go");
+        TU_RUN_UNTIL(s, r->reads == i, 2000);
+    }
+    assert_int_equal(pending[0], 0);  /* 610 of 1000: all sent at once */
+    assert_int_equal(pending[1], 0);  /* a new iteration, a new budget */
+    assert_int_equal(pending[2], 10); /* 1000 spent: the rest waits */
+    s->user = NULL;
+    tu_finish(s);
+}
+
+/* Writes small pieces until the socket is full; returns what is pending. */
+static size_t fill_socket(evl_conn *c, size_t piece)
+{
+    char buf[128];
+    memset(buf, 'f', sizeof buf);
+    for (int i = 0; i < 1000000 && evl_pending(c) == 0; i++)
+        assert_int_equal(evl_write(c, buf, piece), 0);
+    return evl_pending(c);
+}
+
+static void test_watermarks_at_their_exact_values(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.wbuf_low = 1000;
+    o.wbuf_high = 8000;
+    o.wbuf_max = 8000;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    tu_rec *r = small_pair(s);
+    size_t p = fill_socket(r->c, 100);
+    assert_true(p > 0 && p <= 100);
+    char *buf = calloc(1, o.wbuf_max);
+    assert_non_null(buf);
+    /* Exactly up to wbuf_max: accepted, and reading pauses at wbuf_high. */
+    assert_int_equal(evl_write(r->c, buf, o.wbuf_max - p), 0);
+    assert_int_equal(evl_pending(r->c), o.wbuf_max);
+    tu_peer_sends(r->peer, "x");
+    tu_run_for(s, 100);
+    assert_int_equal(r->reads, 0);
+    /* One byte beyond wbuf_max: EVL_EOVERFLOW, and the connection goes. */
+    errno = 0;
+    assert_int_equal(evl_write(r->c, buf, 1), -1);
+    assert_int_equal(errno, EVL_EOVERFLOW);
+    free(buf);
+    TU_RUN_UNTIL(s, r->closes == 1, 2000);
+    assert_int_equal(tu_stats(s).overflow_closed, 1);
+    tu_finish(s);
+}
+
+static void test_close_timeout_counts_one_pending_byte(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.close_timeout_ms = 50;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    tu_rec *r = small_pair(s);
+    assert_int_equal(fill_socket(r->c, 1), 1);
+    evl_close(r->c);
+    TU_RUN_UNTIL(s, r->closes == 1, 3000);
+    assert_int_equal(tu_stats(s).close_timeouts, 1);
+    tu_finish(s);
+}
+
+static void test_first_tick_a_full_period_after_new(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.tick_ms = 1000;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    tu_step(s, 0);
+    assert_int_equal(s->ticks, 0);
+    tu_finish(s);
+    o.tick_ms = 1; /* the smallest period ticks too */
+    s = tu_new(&o, TU_HOLD);
+    TU_RUN_UNTIL(s, s->ticks >= 2, 2000);
+    tu_finish(s);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1267,6 +1512,14 @@ int main(void)
         GAP_TEST(test_child_sigmask_inside_run_is_the_mask_before),
         GAP_TEST(test_listen_unix_liveness_probe_failure),
         GAP_TEST(test_accept_resume_retries_when_epoll_refuses),
+        GAP_TEST(test_buf_growth_and_shrink_are_amortised),
+        GAP_TEST(test_stop_flushes_and_closes_without_waiting_for_peer),
+        GAP_TEST(test_stop_removes_the_listener),
+        GAP_TEST(test_peer_eof_true_after_a_failed_write),
+        GAP_TEST(test_write_quantum_is_per_iteration),
+        GAP_TEST(test_watermarks_at_their_exact_values),
+        GAP_TEST(test_close_timeout_counts_one_pending_byte),
+        GAP_TEST(test_first_tick_a_full_period_after_new),
     };
     return cmocka_run_group_tests_name("test_gaps", tests, NULL, NULL);
 }

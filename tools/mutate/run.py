@@ -31,6 +31,7 @@ import random
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -39,16 +40,40 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen  # noqa: E402
 
 
+CURRENT = []  # the running child, whose process group a signal takes down
+
+
 def sh(cmd, timeout=None, env=None, cwd=None):
-    """Runs cmd (a list); returns (rc, seconds, output tail). rc None = timeout."""
+    """Runs cmd (a list) in its own process group; returns (rc, seconds,
+    output tail). rc None = timeout, after which the whole group is killed
+    (a test server that a pytest run started goes with it)."""
     t0 = time.monotonic()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=env, cwd=cwd, start_new_session=True)
+    CURRENT[:] = [p]
     try:
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           timeout=timeout, env=env, cwd=cwd, start_new_session=True)
-        rc, out = p.returncode, p.stdout
-    except subprocess.TimeoutExpired as e:
-        rc, out = None, e.stdout or b""
+        out, _ = p.communicate(timeout=timeout)
+        rc = p.returncode
+    except subprocess.TimeoutExpired:
+        kill_group(p)
+        out, _ = p.communicate()
+        rc = None
+    finally:
+        CURRENT[:] = []
     return rc, time.monotonic() - t0, out.decode(errors="replace")[-2000:]
+
+
+def kill_group(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def on_signal(signum, _frame):
+    for p in CURRENT:
+        kill_group(p)
+    sys.exit(128 + signum)
 
 
 class Build:
@@ -216,6 +241,8 @@ def main():
             print(f"{m['id']} {m['file']}:{m['line']} {m['op']}: {m['new'].strip()}")
         return
 
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     t_start = time.monotonic()
     b = Build(a)
     b.setup(a.lib, a.unit, a.util, a.fuzz)
