@@ -1477,6 +1477,99 @@ static void test_first_tick_a_full_period_after_new(void **state)
     tu_finish(s);
 }
 
+/* The defaults evloop.h documents, field by field. */
+static void test_defaults_are_the_documented_ones(void **state)
+{
+    (void)state;
+    evl_options o;
+    memset(&o, 0x5a, sizeof o);
+    evl_options_default(&o);
+    assert_int_equal(o.tick_ms, 5000);
+    assert_int_equal(o.rbuf_max, (size_t)1 << 20);
+    assert_int_equal(o.wbuf_low, (size_t)64 << 10);
+    assert_int_equal(o.wbuf_high, (size_t)1 << 20);
+    assert_int_equal(o.wbuf_max, 0);
+    assert_int_equal(o.idle_timeout_ms, 0);
+    assert_int_equal(o.close_timeout_ms, 5000);
+    assert_int_equal(o.max_conns, 0);
+    assert_int_equal(o.write_quantum, (size_t)256 << 10);
+    assert_int_equal(o.max_events, 256);
+    /* The smallest valid values of the limits are accepted. */
+    evl_handler h = {0};
+    o.rbuf_max = 1;
+    o.write_quantum = 1;
+    o.max_events = 1;
+    o.wbuf_low = 0;
+    o.wbuf_high = 1;
+    o.wbuf_max = 1;
+    evl_loop *l = evl_new(&h, NULL, &o);
+    assert_non_null(l);
+    assert_int_equal(evl_get_options(l)->rbuf_max, 1);
+    evl_free(l);
+}
+
+/* on_read aborts its connection, recording what was pending then. */
+static void abort_in_read(tu_state *s, tu_rec *r)
+{
+    s->size = evl_pending(r->c);
+    evl_abort(r->c);
+}
+
+/* "evl_abort: pending output is dropped", also when the same event says the
+ * socket became writable: nothing more is handed to the kernel. */
+static void test_abort_in_read_drops_output_even_when_writable(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    tu_rec *r = small_pair(s);
+    size_t written = 0;
+    char buf[128];
+    memset(buf, 'a', sizeof buf);
+    while (evl_pending(r->c) < 20000 && written < (1u << 24)) {
+        assert_int_equal(evl_write(r->c, buf, sizeof buf), 0);
+        written += sizeof buf;
+    }
+    tu_step(s, 0); /* EPOLLOUT registered, nothing to send yet */
+    /* The peer makes room and sends a byte: one event, readable and
+     * writable, and on_read aborts. */
+    tu_dbuf got = {0};
+    char tmp[2048];
+    ssize_t k = tu_peer_read(r->peer, tmp, sizeof tmp);
+    assert_true(k > 0);
+    tu_dbuf_add(&got, tmp, (size_t)k);
+    s->read_hook = abort_in_read;
+    tu_peer_sends(r->peer, "!");
+    TU_RUN_UNTIL(s, r->closes == 1, 2000);
+    assert_true(s->size > 0);
+    (void)tu_peer_drain(r->peer, &got);
+    /* What the kernel had before the abort arrives; nothing of what was
+     * still pending in the library. */
+    assert_int_equal(got.len, written - s->size);
+    tu_dbuf_free(&got);
+    tu_finish(s);
+}
+
+/* More than IOV_MAX buffers whose first IOV_MAX are empty: the first sendmsg
+ * sends nothing, which is no error, and the rest is queued and sent. */
+static void test_writev_empty_leading_buffers_beyond_iov_max(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    tu_rec *r = tu_pair(s);
+    int n = IOV_MAX + 1;
+    struct iovec *iov = calloc((size_t)n, sizeof *iov);
+    assert_non_null(iov);
+    for (int i = 0; i < n; i++)
+        iov[i].iov_base = (void *)"";
+    iov[n - 1] = (struct iovec){.iov_base = (void *)"data", .iov_len = 4};
+    errno = 0; /* a stale errno must not be taken for the result */
+    assert_int_equal(evl_writev(r->c, iov, n), 0);
+    free(iov);
+    tu_peer_expect(s, r->peer, "data", 2000);
+    assert_int_equal(r->closes, 0);
+    tu_finish(s);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1520,6 +1613,9 @@ int main(void)
         GAP_TEST(test_watermarks_at_their_exact_values),
         GAP_TEST(test_close_timeout_counts_one_pending_byte),
         GAP_TEST(test_first_tick_a_full_period_after_new),
+        GAP_TEST(test_defaults_are_the_documented_ones),
+        GAP_TEST(test_abort_in_read_drops_output_even_when_writable),
+        GAP_TEST(test_writev_empty_leading_buffers_beyond_iov_max),
     };
     return cmocka_run_group_tests_name("test_gaps", tests, NULL, NULL);
 }
