@@ -1354,6 +1354,12 @@ static void test_stop_removes_the_listener(void **state)
     /* Removed from the loop (still open): it can be added again. */
     assert_true(fcntl(ls, F_GETFD) >= 0);
     assert_int_equal(evl_add_listener(s->l, ls), 0);
+    /* The stop is over: the same loop runs again, until the next stop. */
+    assert_false(evl_stopping(s->l));
+    int ticks = s->ticks;
+    assert_int_equal(evl_run(s->l, -1), 0);
+    assert_int_equal(s->ticks, ticks + 1);
+    assert_false(evl_stopping(s->l));
     tu_finish(s);
 }
 
@@ -1570,6 +1576,122 @@ static void test_writev_empty_leading_buffers_beyond_iov_max(void **state)
     tu_finish(s);
 }
 
+/* A daemon may run with fd 0 closed: the next fd the library makes is 0,
+ * which is a valid fd like any other. */
+static void test_fd_zero_is_a_valid_fd(void **state)
+{
+    (void)state;
+    int saved = fcntl(0, F_DUPFD_CLOEXEC, 3);
+    assert_true(saved >= 0);
+    close(0);
+    evl_handler h = {0};
+    evl_loop *l = evl_new(&h, NULL, NULL); /* its epoll fd is 0 */
+    int err = errno;
+    bool zero_taken = fcntl(0, F_GETFD) >= 0;
+    if (l) {
+        assert_int_equal(evl_run_once(l, 0), 0);
+        evl_free(l);
+    }
+    assert_int_equal(dup2(saved, 0), 0);
+    close(saved);
+    if (!l)
+        TU_FAIL("evl_new failed with fd 0 free: %s", strerror(err));
+    assert_true(zero_taken);
+}
+
+/* "timers ... shorten the wait": a long timeout_ms does not delay a tick. */
+static void test_timer_shortens_a_long_run_once_timeout(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.tick_ms = 50;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    uint64_t t0 = tu_now_ms();
+    while (s->ticks == 0 && tu_now_ms() - t0 < 5000)
+        assert_true(evl_run_once(s->l, 3000) >= 0);
+    uint64_t took = tu_now_ms() - t0;
+    assert_int_equal(s->ticks, 1);
+    if (took >= 1500)
+        TU_FAIL("the first tick (50 ms) came after %llu ms", (unsigned long long)took);
+    tu_finish(s);
+}
+
+/* The second on_read of the first connection aborts it; the second on_read
+ * of the other records whether the first's on_close already ran. */
+static void abort_first_then_look(tu_state *s, tu_rec *r)
+{
+    tu_rec **first = s->user;
+    if (r->reads == 2) {
+        if (!*first) {
+            *first = r;
+            evl_abort(r->c);
+            return;
+        }
+        r->user = (*first)->closes + 1; /* 1: not yet, 2: already */
+    }
+    size_t n;
+    const char *p = evl_data(r->c, &n);
+    const char *nl = memchr(p, '\n', n);
+    evl_consume(r->c, nl ? (size_t)(nl - p) + 1 : n);
+}
+
+/* "its on_close runs after the current callback returns": before the next
+ * callback, also when both are re-dispatches of pipelined input. */
+static void test_on_close_runs_before_the_next_redispatch(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    tu_rec *first = NULL;
+    s->user = &first;
+    s->read_hook = abort_first_then_look;
+    tu_rec *a = tu_pair(s);
+    tu_rec *b = tu_pair(s);
+    tu_peer_sends(a->peer, "1\n2\n3\n");
+    tu_peer_sends(b->peer, "1\n2\n3\n");
+    tu_step(s, 1000);
+    TU_RUN_UNTIL(s, a->reads >= 2 && b->reads >= 2, 2000);
+    assert_non_null(first);
+    tu_rec *other = first == a ? b : a;
+    assert_int_equal(other->user, 2);
+    s->user = NULL;
+    tu_finish(s);
+}
+
+/* Connection events are no accepts: nothing lands in the accept counters. */
+static void test_connection_events_count_no_accept_errors(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_ECHO);
+    tu_rec *r = tu_pair(s);
+    tu_peer_sends(r->peer, "echo");
+    tu_peer_expect(s, r->peer, "echo", 2000);
+    assert_int_equal(tu_stats(s).accept_errors, 0);
+    assert_int_equal(tu_stats(s).emfile, 0);
+    tu_finish(s);
+}
+
+/* wbuf_bytes and rbuf_bytes: what every connection holds now, open or
+ * closing, to the byte. */
+static void test_stats_count_buffered_bytes_of_every_connection(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    tu_rec *open_ = small_pair(s);
+    tu_rec *closing = small_pair(s);
+    size_t p1 = fill_socket(open_->c, 100);
+    size_t p2 = fill_socket(closing->c, 100);
+    assert_int_equal(evl_write(open_->c, "12345", 5), 0);
+    p1 += 5;
+    tu_peer_sends(open_->peer, "held");
+    TU_RUN_UNTIL(s, open_->reads == 1, 2000);
+    evl_close(closing->c);
+    struct evl_stats st = tu_stats(s);
+    assert_int_equal(evl_pending(open_->c), p1);
+    assert_int_equal(st.wbuf_bytes, p1 + p2);
+    assert_int_equal(st.rbuf_bytes, 4);
+    tu_finish(s);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1616,6 +1738,11 @@ int main(void)
         GAP_TEST(test_defaults_are_the_documented_ones),
         GAP_TEST(test_abort_in_read_drops_output_even_when_writable),
         GAP_TEST(test_writev_empty_leading_buffers_beyond_iov_max),
+        GAP_TEST(test_fd_zero_is_a_valid_fd),
+        GAP_TEST(test_timer_shortens_a_long_run_once_timeout),
+        GAP_TEST(test_on_close_runs_before_the_next_redispatch),
+        GAP_TEST(test_connection_events_count_no_accept_errors),
+        GAP_TEST(test_stats_count_buffered_bytes_of_every_connection),
     };
     return cmocka_run_group_tests_name("test_gaps", tests, NULL, NULL);
 }

@@ -221,6 +221,9 @@ def main():
     ap.add_argument("--python", default="/usr/bin/python3")
     ap.add_argument("--only", nargs="*", default=[], help="run these mutant ids only")
     ap.add_argument("--list", action="store_true", help="print the sample and exit")
+    ap.add_argument("--survivors", metavar="JSON",
+                    help="re-run only the survivors of an earlier run (its mutants.json), "
+                         "after tests were added; the other results are kept")
     try:
         a = ap.parse_args()
     except SystemExit as e:
@@ -236,6 +239,16 @@ def main():
     else:
         sample = random.Random(a.seed).sample(every, min(a.n, len(every)))
         sample.sort(key=lambda m: (m["file"], m["line"], m["id"]))
+    kept = []
+    if a.survivors:
+        with open(a.survivors, encoding="utf-8") as f:
+            before = json.load(f)
+        again = {r["id"] for r in before if r["status"] in ("survived", "equivalent")}
+        kept = [r for r in before if r["id"] not in again]
+        sample = [m for m in every if m["id"] in again]
+        gone = again - {m["id"] for m in sample}
+        for mid in sorted(gone):  # the line changed since: not this mutant any more
+            print(f"mutants: {mid} no longer exists (its line changed); dropped", file=sys.stderr)
     if a.list:
         for m in sample:
             print(f"{m['id']} {m['file']}:{m['line']} {m['op']}: {m['new'].strip()}")
@@ -323,6 +336,8 @@ def main():
         print(f"[{i}/{len(sample)}] {m['id']} {m['file']}:{m['line']} {m['op']:<5} "
               f"{r['status']:<10} {r['by']:<22} {r['seconds']:5.1f} s", flush=True)
 
+    if kept:
+        results = sorted(kept + results, key=lambda r: (r["file"], r["line"], r["id"]))
     write_report(a, results, len(every), time.monotonic() - t_start, equivalent)
 
 
@@ -341,6 +356,8 @@ def write_report(a, results, generated, secs, equivalent):
         cmd = f"make mutants MUTANTS_N={a.n} MUTANTS_SEED={a.seed}"
         if a.only:
             cmd = "tools/mutate/run.py --only " + " ".join(a.only)
+        if a.survivors:
+            cmd += f" MUTANTS_SURVIVORS={a.survivors} (survivors re-run, the rest kept)"
         f.write(f"`{cmd}`: {len(results)} of {generated} generated mutants, "
                 f"{secs / 60:.1f} min, stages: unit, fuzz corpora"
                 f"{', conformance (survivors)' if a.conformance else ''}.\n\n")
