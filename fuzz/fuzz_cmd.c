@@ -1,6 +1,6 @@
 /*
  * fuzz_cmd: the test server's command parser (tools/testsrv/cmd.h) against a
- * reference model written from SPEC §4 and cmd.h, not from cmd.c.
+ * reference model written from docs/PROTOCOL.md §4 and cmd.h, not from cmd.c.
  *
  * The first input byte picks the mode: the rest parsed as it is, or (top two
  * bits set) with a run of one byte inserted so the first line lands within +-128 bytes of

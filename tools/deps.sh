@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the make targets need, and nothing else.
 # Usage: tools/deps.sh [group...]
-#   groups: build unit conformance stress fuzz lint coverage bench, and
+#   groups: build unit conformance stress fuzz lint coverage headers bench install
+#         abi, fresh (make fresh-check), and
 #   gate  every package any stage of ci/gate.sh (make check) needs: installed
 #         once, before the first stage, so a fresh machine passes first time
 #         (the build stage compiles every C file: lib/test needs cmocka.h,
@@ -20,6 +21,9 @@ declare -A GROUP=(
   [lint]="cppcheck clang-tidy"
   [coverage]="gcovr"
   [headers]="libcmocka-dev libuv1-dev libevent-dev libev-dev"
+  [fresh]="mmdebstrap git"
+  [install]="pkg-config binutils python3"
+  [abi]="abigail-tools"
   [bench]="libuv1-dev libevent-dev libev-dev redis-server redis-tools nginx-light wrk valgrind gnuplot slowhttptest"
 )
 
@@ -27,7 +31,7 @@ groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=(build)
 case "${groups[0]}" in
   all) groups=("${!GROUP[@]}") ;;
-  gate) groups=(build headers unit conformance stress fuzz lint coverage) ;;
+  gate) groups=(build headers unit conformance stress fuzz lint install abi coverage) ;;
 esac
 
 want=()
