@@ -35,7 +35,7 @@
 
 enum fn { F_MALLOC, F_CALLOC, F_REALLOC, F_EPOLL_CREATE1, F_EPOLL_CTL, F_EPOLL_WAIT,
           F_READ, F_SIGNALFD, F_FCNTL, F_ACCEPT4, F_SOCKET, F_SETSOCKOPT,
-          F_GETADDRINFO, F_LISTEN, F_N };
+          F_GETADDRINFO, F_LISTEN, F_SIGMASK, F_N };
 
 static struct fault {
     bool armed;
@@ -97,6 +97,8 @@ int __real_socket(int dom, int type, int proto);
 int __wrap_socket(int dom, int type, int proto);
 int __real_setsockopt(int fd, int lvl, int name, const void *v, socklen_t vl);
 int __wrap_setsockopt(int fd, int lvl, int name, const void *v, socklen_t vl);
+int __real_pthread_sigmask(int how, const sigset_t *set, sigset_t *old);
+int __wrap_pthread_sigmask(int how, const sigset_t *set, sigset_t *old);
 int __real_listen(int fd, int backlog);
 int __wrap_listen(int fd, int backlog);
 int __real_getaddrinfo(const char *h, const char *s, const struct addrinfo *hi, struct addrinfo **r);
@@ -163,6 +165,17 @@ int __wrap_socket(int dom, int type, int proto)
 int __wrap_setsockopt(int fd, int lvl, int name, const void *v, socklen_t vl)
 {
     return should_fail(F_SETSOCKOPT, -1, name) ? -1 : __real_setsockopt(fd, lvl, name, v, vl);
+}
+/* pthread_sigmask returns its error instead of setting errno. */
+int __wrap_pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    int saved = errno;
+    if (should_fail(F_SIGMASK, -1, how)) {
+        int err = errno;
+        errno = saved;
+        return err;
+    }
+    return __real_pthread_sigmask(how, set, old);
 }
 int __wrap_listen(int fd, int backlog)
 {
@@ -1692,6 +1705,105 @@ static void test_stats_count_buffered_bytes_of_every_connection(void **state)
     tu_finish(s);
 }
 
+/* ---- after the merge of the fault-injection fixes ------------------------------- */
+
+/* A removal whose EPOLL_CTL_DEL fails leaves a registration behind: no event
+ * of it reaches on_fd, the removal is retried, and the fd can be added again
+ * (at once, or after the retry). */
+static void test_remove_fd_when_epoll_del_fails(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    tu_track_fd(p[0]);
+    tu_track_fd(p[1]);
+    assert_int_equal(evl_add_fd(s->l, p[0]), 0);
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, p[0], EPOLL_CTL_DEL);
+    assert_int_equal(evl_remove_fd(s->l, p[0]), 0);
+    ASSERT_FIRED(F_EPOLL_CTL);
+    /* Its event comes, is not delivered, and the DEL is retried. */
+    assert_int_equal(write(p[1], "e", 1), 1);
+    tu_step(s, 100);
+    tu_step(s, 0);
+    assert_int_equal(s->fd_events, 0);
+    char c;
+    assert_int_equal(read(p[0], &c, 1), 1);
+    assert_int_equal(evl_add_fd(s->l, p[0]), 0);
+
+    /* Added again before any event: the stale registration is reclaimed. */
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, p[0], EPOLL_CTL_DEL);
+    assert_int_equal(evl_remove_fd(s->l, p[0]), 0);
+    ASSERT_FIRED(F_EPOLL_CTL);
+    assert_int_equal(evl_add_fd(s->l, p[0]), 0);
+
+    /* ... unless the retried DEL fails too: EEXIST, and a later add works. */
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, p[0], EPOLL_CTL_DEL);
+    assert_int_equal(evl_remove_fd(s->l, p[0]), 0);
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, p[0], EPOLL_CTL_DEL);
+    errno = 0;
+    assert_int_equal(evl_add_fd(s->l, p[0]), -1);
+    ASSERT_FIRED(F_EPOLL_CTL);
+    /* the fd is still registered (EEXIST), for want of memory (ENOMEM) */
+    assert_true(errno == EEXIST || errno == ENOMEM);
+    assert_int_equal(evl_add_fd(s->l, p[0]), 0);
+
+    /* Two stale registrations: each is found by its own fd. */
+    int q[2];
+    assert_int_equal(pipe2(q, O_CLOEXEC), 0);
+    tu_track_fd(q[0]);
+    tu_track_fd(q[1]);
+    assert_int_equal(evl_add_fd(s->l, q[0]), 0);
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, p[0], EPOLL_CTL_DEL);
+    assert_int_equal(evl_remove_fd(s->l, p[0]), 0);
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, q[0], EPOLL_CTL_DEL);
+    assert_int_equal(evl_remove_fd(s->l, q[0]), 0);
+    ASSERT_FIRED(F_EPOLL_CTL);
+    assert_int_equal(evl_add_fd(s->l, p[0]), 0); /* the older zombie, second in line */
+    assert_int_equal(evl_add_fd(s->l, q[0]), 0);
+    assert_int_equal(evl_remove_fd(s->l, q[0]), 0);
+
+    /* A zombie left at evl_free is freed with the loop (ASan: no leak). */
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, p[0], EPOLL_CTL_DEL);
+    assert_int_equal(evl_remove_fd(s->l, p[0]), 0);
+    ASSERT_FIRED(F_EPOLL_CTL);
+    tu_finish(s);
+}
+
+static void test_run_fails_when_the_mask_cannot_be_set(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int ls = evl_listen_tcp("127.0.0.1", 0, 0);
+    assert_true(ls >= 0);
+    tu_track_fd(ls);
+    fault_arm(F_SIGMASK, 0, EINVAL, -1, SIG_BLOCK);
+    errno = 0;
+    assert_int_equal(evl_run(s->l, ls), -1);
+    ASSERT_FIRED(F_SIGMASK);
+    assert_int_equal(errno, EINVAL);
+    /* The listener it added is gone again: a retry can add it. */
+    assert_int_equal(evl_add_listener(s->l, ls), 0);
+    tu_finish(s);
+}
+
+/* A connection epoll will not watch for EPOLLOUT is aborted, not left to
+ * wait for an event that cannot come. */
+static void test_conn_aborted_when_epoll_refuses_its_interest(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    tu_rec *r = small_pair(s);
+    fault_arm(F_EPOLL_CTL, 0, ENOMEM, r->fd, EPOLL_CTL_MOD);
+    char buf[128];
+    memset(buf, 'm', sizeof buf);
+    for (int i = 0; i < 100000 && F[F_EPOLL_CTL].fired == 0; i++)
+        (void)evl_write(r->c, buf, sizeof buf);
+    ASSERT_FIRED(F_EPOLL_CTL);
+    TU_RUN_UNTIL(s, r->closes == 1, 2000);
+    tu_finish(s);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1743,6 +1855,9 @@ int main(void)
         GAP_TEST(test_on_close_runs_before_the_next_redispatch),
         GAP_TEST(test_connection_events_count_no_accept_errors),
         GAP_TEST(test_stats_count_buffered_bytes_of_every_connection),
+        GAP_TEST(test_remove_fd_when_epoll_del_fails),
+        GAP_TEST(test_run_fails_when_the_mask_cannot_be_set),
+        GAP_TEST(test_conn_aborted_when_epoll_refuses_its_interest),
     };
     return cmocka_run_group_tests_name("test_gaps", tests, NULL, NULL);
 }
