@@ -184,11 +184,11 @@ static void finish_close(evl_conn *c)
     update_interest(c);
 }
 
-/* evl_shutdown's FIN, once everything before it is sent. */
+/* evl_shutdown's FIN, once everything before it is sent. Called once: by
+ * evl_shutdown itself (nothing pending), or by the drain or the connect
+ * that empties the output (no write is taken after evl_shutdown). */
 static void shut_write(evl_conn *c)
 {
-    if (c->wr_shut)
-        return;
     c->wr_shut = 1;
     (void)shutdown(c->io.fd, SHUT_WR);
 }

@@ -417,9 +417,15 @@ static void test_adopt_failures_leave_fd_to_caller(void **state)
     tu_state *s = tu_new(NULL, TU_HOLD);
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    /* a number past the fd table's first 64 slots (the loop's own eventfd
+     * is in them already): adopting it must grow the table */
+    int hi = fcntl(sv[0], F_DUPFD_CLOEXEC, 100);
+    assert_true(hi >= 100);
+    close(sv[0]);
+    sv[0] = hi;
     tu_track_fd(sv[1]); /* sv[0] is the loop's once adopted */
     struct { enum fn f; int err; int op; } cases[] = {
-        {F_REALLOC, ENOMEM, 0},           /* the fd table (first fd: it grows) */
+        {F_REALLOC, ENOMEM, 0},           /* the fd table: it grows */
         {F_CALLOC, ENOMEM, 0},            /* the connection */
         {F_EPOLL_CTL, ENOSPC, EPOLL_CTL_ADD}, /* max_user_watches */
         {F_FCNTL, EBADF, F_SETFL},        /* making it non-blocking */
@@ -466,13 +472,17 @@ static void test_add_fd_and_listener_errors(void **state)
 
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    int hi = fcntl(p[0], F_DUPFD_CLOEXEC, 100); /* past the table's first 64 */
+    assert_true(hi >= 100);
+    close(p[0]);
+    p[0] = hi;
     tu_track_fd(p[0]);
     tu_track_fd(p[1]);
     fault_arm(F_CALLOC, 0, ENOMEM, -1, 0);
     assert_int_equal(evl_add_fd(s->l, p[0]), -1);
     ASSERT_FIRED(F_CALLOC);
     assert_int_equal(errno, ENOMEM);
-    fault_arm(F_REALLOC, 0, ENOMEM, -1, 0); /* the first fd grows the table */
+    fault_arm(F_REALLOC, 0, ENOMEM, -1, 0); /* fd 100+ grows the table */
     assert_int_equal(evl_add_fd(s->l, p[0]), -1);
     ASSERT_FIRED(F_REALLOC);
     assert_int_equal(evl_remove_fd(s->l, p[0]), -1);
@@ -792,6 +802,10 @@ static void test_handler_with_no_optional_callbacks(void **state)
     /* An extra fd without on_fd is dropped at its first event, not spun on. */
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    int hi = fcntl(p[0], F_DUPFD_CLOEXEC, 100); /* past the table's first 64 */
+    assert_true(hi >= 100);
+    close(p[0]);
+    p[0] = hi;
     tu_track_fd(p[0]);
     tu_track_fd(p[1]);
     assert_int_equal(evl_add_fd(l, p[0]), 0);
@@ -1716,6 +1730,10 @@ static void test_remove_fd_when_epoll_del_fails(void **state)
     tu_state *s = tu_new(NULL, TU_HOLD);
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    int hi = fcntl(p[0], F_DUPFD_CLOEXEC, 100); /* past the table's first 64 */
+    assert_true(hi >= 100);
+    close(p[0]);
+    p[0] = hi;
     tu_track_fd(p[0]);
     tu_track_fd(p[1]);
     assert_int_equal(evl_add_fd(s->l, p[0]), 0);

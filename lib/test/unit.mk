@@ -67,3 +67,6 @@ WERROR_SRCS   += $(UNIT_SRCS) $(UNIT_UTIL)
 # the same way.
 GAPS_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=epoll_create1,--wrap=epoll_ctl,--wrap=epoll_wait,--wrap=read,--wrap=signalfd,--wrap=fcntl,--wrap=accept4,--wrap=socket,--wrap=setsockopt,--wrap=getaddrinfo,--wrap=listen,--wrap=pthread_sigmask
 $(ASAN)/test/test_gaps $(BUILD)/test/test_gaps: UNIT_LDFLAGS = $(GAPS_WRAP)
+# test_gaps13: the same for the timers, connect, wakeup and overrides; its
+# wrap list is read from the file (tools/coverage/unit-wraps.sh).
+$(ASAN)/test/test_gaps13 $(BUILD)/test/test_gaps13: UNIT_LDFLAGS = $(shell tools/coverage/unit-wraps.sh lib/test/test_gaps13.c)
