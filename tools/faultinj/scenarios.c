@@ -410,6 +410,9 @@ static void unix_listener(tt_ctx *x)
     new_loop(x, &o);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     (void)snprintf(sun.sun_path, sizeof sun.sun_path, "/tmp/evl-torture-%d.sock", (int)getpid());
+    /* A file of an earlier run whose PID this one reuses would make the
+     * driver's own bind fail: the path is ours for this run. */
+    (void)unlink(sun.sun_path);
     int stale = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (stale < 0 || bind(stale, (struct sockaddr *)&sun, sizeof sun) < 0)
         tt_violation(x, "driver", "stale socket: %s", strerror(errno));
