@@ -108,6 +108,8 @@ struct evl_loop {
     unsigned stop_requested : 1;
     unsigned stopping : 1;      /* graceful stop under way */
     unsigned reaping : 1;       /* inside evl__reap: no nested reaping */
+    unsigned busy : 1;          /* inside evl_run_once or evl_free: callbacks may
+                                   run, so neither may be re-entered (EBUSY) */
 };
 
 /* loop.c */

@@ -143,7 +143,9 @@ void evl_options_default(evl_options *o);
 evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o);
 
 /* Closes every connection now (on_close for each), forgets extra fds and
- * listeners without closing them, frees the loop. Not from a callback. */
+ * listeners without closing them, frees the loop. Not from a callback of
+ * l (nor from on_close during evl_free): there it frees nothing and sets
+ * errno to EBUSY. */
 void evl_free(evl_loop *l);
 
 /* Runs until SIGTERM, SIGINT or evl_stop, then stops gracefully: listeners are
@@ -153,13 +155,15 @@ void evl_free(evl_loop *l);
  * evl_add_listener. SIGTERM/SIGINT are blocked in the calling thread while it
  * runs and read through a signalfd; the mask is restored on return. Other
  * signals that interrupt epoll_wait are ignored. Returns -1 with errno on a
- * fatal error (epoll failing). */
+ * fatal error (epoll failing), or with EBUSY, doing nothing, when called
+ * from a callback of l (it is running already). */
 int evl_run(evl_loop *l, int listen_fd);
 
 /* One iteration: waits up to timeout_ms (-1: until an event; timers and
  * pending re-dispatch shorten the wait), handles the batch, runs due timers,
  * and re-dispatches buffered input. Returns the number of epoll events
- * handled (0 on timeout or EINTR), or -1 with errno on a fatal error. */
+ * handled (0 on timeout or EINTR), or -1 with errno on a fatal error, or
+ * with EBUSY, doing nothing, when called from a callback of l. */
 int evl_run_once(evl_loop *l, int timeout_ms);
 
 /* Asks evl_run to stop gracefully (as for SIGTERM) after this iteration. */

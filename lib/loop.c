@@ -444,7 +444,7 @@ static void redispatch(evl_loop *l)
     }
 }
 
-int evl_run_once(evl_loop *l, int timeout_ms)
+static int run_once(evl_loop *l, int timeout_ms)
 {
     l->now = now_ms();
     reap(l);
@@ -470,6 +470,18 @@ int evl_run_once(evl_loop *l, int timeout_ms)
     return n < 0 ? 0 : n;
 }
 
+int evl_run_once(evl_loop *l, int timeout_ms)
+{
+    if (l->busy) { /* from a callback: the batch in l->events is in use */
+        errno = EBUSY;
+        return -1;
+    }
+    l->busy = 1;
+    int n = run_once(l, timeout_ms);
+    l->busy = 0;
+    return n;
+}
+
 /* ---- run and stop -------------------------------------------------------- */
 
 void evl_stop(evl_loop *l) { l->stop_requested = 1; }
@@ -492,6 +504,10 @@ static void begin_stop(evl_loop *l)
 
 int evl_run(evl_loop *l, int listen_fd)
 {
+    if (l->busy) {
+        errno = EBUSY;
+        return -1;
+    }
     if (listen_fd >= 0 && evl_add_listener(l, listen_fd) < 0)
         return -1;
     sigset_t stop_set, old;
@@ -540,6 +556,11 @@ void evl_free(evl_loop *l)
 {
     if (!l)
         return;
+    if (l->busy) { /* from a callback: the caller's frame still uses l */
+        errno = EBUSY;
+        return;
+    }
+    l->busy = 1; /* on_close runs below: it must not free or run l either */
     evl_conn *c;
     while ((c = first_conn(&l->active)))
         evl__conn_kill(c);
