@@ -31,10 +31,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -48,6 +50,7 @@
 #define MAX_IN     ((uint64_t)64 << 10) /* bytes the peer sends per connection */
 #define MAX_ROUNDS 2000 /* settle: >= 256 bytes a run each way (see peer_send, quantum) */
 #define LONG_MS    60000              /* a timeout that never fires in one input */
+#define MAX_IOV    (IOV_MAX + 128)    /* evl_writev may be given more than IOV_MAX */
 
 typedef struct conn_st {
     int peer;                 /* our end; -1 once closed */
@@ -69,6 +72,9 @@ typedef struct conn_st {
     bool ended;               /* certainly aborted: on_close by the run's end */
     bool overflow_maybe;      /* overflow close possible, not certain (below) */
     bool drain_due;           /* pending went above wbuf_low: on_drain owed */
+    bool paused;              /* the model's pause: pending reached wbuf_high */
+    uint64_t taken_at_pause;  /*   bytes the loop had read from the kernel then */
+    bool stop_closed;         /* open when a graceful stop began */
     bool read_due;            /* input left after a consume, or evl_wake: */
     uint64_t read_due_by;     /*   on_read owed by the end of this run */
     uint64_t reads;
@@ -95,9 +101,16 @@ static struct fuzz_state {
     uint64_t refusals;        /* on_accept said no, or max_conns */
     bool stop_at_end;         /* evl_stop + evl_run after settling */
     bool stopping;            /*   ...and it is running */
+    bool stop_req;            /* evl_stop called, evl_run not yet returned */
+    bool listening;           /* the listener is registered with the loop */
+    int depth;                /* callbacks of ours on the stack */
+    conn_st *reading;         /* the connection inside on_read, or NULL */
+    uint64_t ticks;           /* on_tick calls */
+    uint64_t ticks_at_run;    /*   ...when the current run began */
     struct sockaddr_un laddr; /* the listener's (abstract) address */
     socklen_t laddr_len;
     uint8_t wbuf[MAX_IO], rbuf[MAX_IO];
+    struct iovec iov[MAX_IOV];
 } S;
 
 static int idx(const conn_st *s) { return (int)(s - S.cs); }
@@ -107,7 +120,7 @@ static int idx(const conn_st *s) { return (int)(s - S.cs); }
 static bool loss_allowed(const conn_st *s)
 {
     return s->ended || s->write_failed || s->overflow_maybe || s->peer_closed || S.freeing ||
-           s->refused || S.stopping ||
+           s->refused || S.stopping || s->stop_closed ||
            (s->h_closed && S.o.close_timeout_ms == 0);
 }
 
@@ -133,9 +146,58 @@ static void owe_read(conn_st *s)
     s->read_due_by = S.runs + (S.in_run ? 2 : 1);
 }
 
+/* ---- the model of pending output and of the pause ------------------------ */
+
+/* Bytes waiting in fd's receive queue (a unix stream socket). */
+static uint64_t queued_in(int fd)
+{
+    int n = 0;
+    FZ_CHECK(ioctl(fd, FIONREAD, &n) == 0 && n >= 0, "FIONREAD failed: errno %d", errno);
+    return (uint64_t)n;
+}
+
+/* Whether the model knows what is pending: every accepted byte is in the
+ * loop, in the kernel (the peer's receive queue) or read by the peer, and
+ * no failed write left a part of itself in one of them. */
+static bool pending_known(const conn_st *s)
+{
+    return s->c && s->peer >= 0 && !s->write_failed && !s->ended && !s->peer_eof;
+}
+
+/* Pending output from the bytes exchanged alone, not from the library:
+ * accepted by evl_write, minus what the kernel took (read by the peer, or
+ * still in its receive queue). */
+static uint64_t model_pending(const conn_st *s)
+{
+    uint64_t out = s->got + queued_in(s->peer);
+    FZ_CHECK(out <= s->accepted, "conn %d: the kernel holds or the peer read %llu bytes, evl_write accepted %llu",
+             idx(s), (unsigned long long)out, (unsigned long long)s->accepted);
+    return s->accepted - out;
+}
+
+/* Bytes the loop took from the kernel on this connection. */
+static uint64_t model_taken(const conn_st *s) { return s->sent - queued_in(s->fd); }
+
+/* evloop.h: "Pending at or above wbuf_high pauses reading this connection";
+ * wbuf_low: "resume reading ... at or below". Where the two marks meet
+ * (low == high == pending) either reading is allowed: no claim then. */
+static void note_pending(conn_st *s)
+{
+    if (!pending_known(s))
+        return;
+    uint64_t p = model_pending(s);
+    if (!s->paused && p >= S.o.wbuf_high && p > S.o.wbuf_low) {
+        s->paused = true;
+        s->taken_at_pause = model_taken(s);
+        fz_trace("  conn %d: paused at %llu pending (model)", idx(s), (unsigned long long)p);
+    }
+    if (p > S.o.wbuf_low)
+        s->drain_due = true;
+}
+
 /* ---- handler actions ---------------------------------------------------- */
 
-static void do_write(conn_st *s, size_t n, bool vec)
+static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
 {
     if (!s || !s->c)
         return;
@@ -143,13 +205,18 @@ static void do_write(conn_st *s, size_t n, bool vec)
         n = (size_t)(MAX_OUT - s->accepted);
     fz_fill(S.wbuf, n, s->out_stream, s->accepted);
     size_t before = evl_pending(s->c);
-    fz_trace("  conn %d: %s %zu bytes (pending %zu)", idx(s), vec ? "writev" : "write", n, before);
-    bool dead = s->h_closed || s->ended || s->write_failed;
+    fz_trace("  conn %d: %s %zu bytes (%d buffers, pending %zu)", idx(s), vec ? "writev" : "write", n,
+             vec ? iovcnt : 1, before);
+    bool dead = s->h_closed || s->ended || s->write_failed || s->closes > 0 || s->stop_closed;
     errno = 0;
     int r;
     if (vec) {
-        struct iovec v[3] = {{S.wbuf, n / 3}, {S.wbuf + n / 3, n / 3}, {S.wbuf + 2 * (n / 3), n - 2 * (n / 3)}};
-        r = evl_writev(s->c, v, 3);
+        /* cnt buffers (up to past IOV_MAX): equal parts, the rest in the last */
+        int cnt = iovcnt < 1 ? 1 : iovcnt;
+        size_t part = n / (size_t)cnt;
+        for (int i = 0; i < cnt; i++)
+            S.iov[i] = (struct iovec){S.wbuf + part * (size_t)i, i == cnt - 1 ? n - part * (size_t)(cnt - 1) : part};
+        r = evl_writev(s->c, S.iov, cnt);
     } else {
         r = evl_write(s->c, S.wbuf, n);
     }
@@ -167,8 +234,12 @@ static void do_write(conn_st *s, size_t n, bool vec)
         FZ_CHECK(!S.o.wbuf_max || (p <= S.o.wbuf_max && (before == 0 || before + n <= S.o.wbuf_max)),
                  "conn %d: write accepted past wbuf_max %zu (pending %zu + %zu)", idx(s),
                  S.o.wbuf_max, before, n);
-        if (p > S.o.wbuf_low)
+        if (pending_known(s))
+            FZ_CHECK(p == model_pending(s), "conn %d: evl_pending %zu after a write, the bytes say %llu", idx(s),
+                     p, (unsigned long long)model_pending(s));
+        else if (p > S.o.wbuf_low)
             s->drain_due = true;
+        note_pending(s);
         return;
     }
     FZ_CHECK(r == -1, "evl_write returned %d", r);
@@ -287,14 +358,129 @@ static void drop_pipe(pipe_st *p)
     p->on = false;
 }
 
-/* One choice of the handler's, from inside a callback or (self == NULL and
- * top == true) from outside the loop. */
+static void listen_unix(void);
+static int run(void);
+
+/* evl_add_listener while running (and again after a stop removed it). */
+static void add_listener(void)
+{
+    if (S.lfd < 0)
+        return;
+    errno = 0;
+    int r = evl_add_listener(S.l, S.lfd);
+    fz_trace("  evl_add_listener -> %d errno %d", r, r ? errno : 0);
+    if (S.listening) {
+        FZ_CHECK(r == -1 && errno == EEXIST, "evl_add_listener of a registered listener: %d errno %d", r, errno);
+        return;
+    }
+    FZ_CHECK(r == 0, "evl_add_listener failed: errno %d", errno);
+    S.listening = true;
+}
+
+/* Calls evloop.h refuses or answers with a documented errno, whatever the
+ * state: the loop must be unchanged by them. */
+static void misuse(conn_st *t)
+{
+    if (S.lfd >= 0 && S.listening)
+        FZ_CHECK(evl_remove_fd(S.l, S.lfd) == -1 && errno == ENOENT, "evl_remove_fd(listener) did not fail ENOENT");
+    if (t && t->c && t->closes == 0) {
+        FZ_CHECK(evl_add_fd(S.l, t->fd) == -1 && errno == EEXIST, "evl_add_fd(connection fd) did not fail EEXIST");
+        FZ_CHECK(evl_adopt(S.l, t->fd) == NULL && errno == EEXIST, "evl_adopt(connection fd) did not fail EEXIST");
+        FZ_CHECK(evl_conn_of(S.l, t->fd) == t->c && evl_loop_of(t->c) == S.l && evl_fd(t->c) == t->fd &&
+                     evl_udata(t->c) == t,
+                 "conn %d: accessors disagree", idx(t));
+        FZ_CHECK(!evl_peer_eof(t->c) || t->peer_shut || t->peer_closed,
+                 "conn %d: evl_peer_eof with the peer's write side open", idx(t));
+        errno = 0;
+        int r = evl_write(t->c, "", 0);
+        FZ_CHECK(r == 0 || (r == -1 && errno == EPIPE && (t->h_closed || t->ended || t->write_failed)),
+                 "conn %d: an empty write gave %d errno %d", idx(t), r, errno);
+    }
+    for (int i = 0; i < MAX_PIPES; i++)
+        if (S.ps[i].on)
+            FZ_CHECK(evl_adopt(S.l, S.ps[i].r) == NULL && errno == ENOTSOCK && evl_conn_of(S.l, S.ps[i].r) == NULL,
+                     "evl_adopt(pipe) did not fail ENOTSOCK");
+    FZ_CHECK(evl_loop_udata(S.l) == &S, "evl_loop_udata changed");
+}
+
+/* Inside a callback: running or freeing the loop is refused (EBUSY). */
+static void reenter(uint8_t how)
+{
+    if (S.depth == 0)
+        return; /* outside: the script runs and frees the loop itself */
+    errno = 0;
+    switch (how % 3) {
+    case 0: {
+        int r = evl_run_once(S.l, 0);
+        FZ_CHECK(r == -1 && errno == EBUSY, "evl_run_once from a callback: %d errno %d", r, errno);
+        break;
+    }
+    case 1: {
+        int r = evl_run(S.l, -1);
+        FZ_CHECK(r == -1 && errno == EBUSY, "evl_run from a callback: %d errno %d", r, errno);
+        break;
+    }
+    default:
+        evl_free(S.l); /* refused: ASan sees any use of a freed loop below */
+        FZ_CHECK(errno == EBUSY, "evl_free from a callback: errno %d, not EBUSY", errno);
+        break;
+    }
+    fz_trace("  re-entry %d refused", how % 3);
+}
+
+/* Deferred processing: input consumed outside on_read (from a timer, an
+ * fd, another connection), as a handler that queued the work does. */
+static void consume_elsewhere(conn_st *t, uint16_t k)
+{
+    if (!t || !t->c || t == S.reading)
+        return;
+    size_t len;
+    const uint8_t *d = (const uint8_t *)evl_data(t->c, &len);
+    if (len == 0)
+        return;
+    FZ_CHECK(t->seen + len <= t->sent && fz_mismatch(d, len, t->in_stream, t->seen) == len,
+             "conn %d: evl_data outside on_read is not the unconsumed input", idx(t));
+    size_t n = k % (len + 1);
+    evl_consume(t->c, n);
+    t->shown = t->seen + len > t->shown ? t->seen + len : t->shown;
+    t->seen += n;
+    (void)evl_data(t->c, &len);
+    fz_trace("  conn %d: consumed %zu outside on_read, %zu left", idx(t), n, len);
+}
+
+/* A write of a size next to the wbuf_max edge. */
+static void write_at_edge(conn_st *t, uint8_t b)
+{
+    if (!t || !t->c || !S.o.wbuf_max)
+        return;
+    size_t p = evl_pending(t->c), room = S.o.wbuf_max - (p < S.o.wbuf_max ? p : S.o.wbuf_max);
+    size_t n = room + (b % 5) - 2;
+    if (n > MAX_IO || room + (b % 5) < 2)
+        return;
+    do_write(t, n, b & 0x80, 1 + (b >> 3 & 3));
+}
+
+static int iov_count(uint8_t b)
+{
+    if (b < 0xf0)
+        return 1 + b % 8;
+    if (fz_known("writev-iovmax"))
+        return IOV_MAX;
+    return IOV_MAX - 8 + (b & 15) * 8; /* IOV_MAX-8 .. IOV_MAX+112 */
+}
+
+/* One choice of the handler's, from inside a callback or (self == NULL)
+ * from outside the loop or a callback without a connection of its own. */
 static void act(conn_st *self, uint8_t b)
 {
     conn_st *t = self ? self : pick(fz_u8(&S.in));
-    switch (b % 16) {
-    case 4: case 5: do_write(t, fz_size(&S.in, MAX_IO), false); break;
-    case 6: do_write(t, fz_size(&S.in, MAX_IO), true); break;
+    switch (b % 32) {
+    case 4: case 5: do_write(t, fz_size(&S.in, MAX_IO), false, 1); break;
+    case 6: {
+        uint8_t v = fz_u8(&S.in);
+        do_write(t, fz_size(&S.in, MAX_IO), true, iov_count(v));
+        break;
+    }
     case 7: do_close(t); break;
     case 8: do_abort(t); break;
     case 9: do_wake(pick(fz_u8(&S.in))); break;
@@ -302,28 +488,62 @@ static void act(conn_st *self, uint8_t b)
     case 11: add_pipe(); break;
     case 12: /* drop, and maybe at once make another: same fd numbers, and an
               * event of the old pipe may still be in this batch */
-        drop_pipe(&S.ps[(b >> 4) % MAX_PIPES]);
+        drop_pipe(&S.ps[(b >> 5) % MAX_PIPES]);
         if (b & 0x40)
             add_pipe();
         break;
     case 13: adopt_pair(); break;
     case 14: /* the last reply, then a graceful close */
-        do_write(t, fz_size(&S.in, MAX_IO), false);
+        do_write(t, fz_size(&S.in, MAX_IO), false, 1);
         do_close(t);
         break;
     case 15: do_close(pick(fz_u8(&S.in))); break;
-    default: break; /* 0-3: nothing, the common case */
+    case 16: reenter(fz_u8(&S.in)); break;
+    case 17:
+        fz_trace("  evl_stop");
+        evl_stop(S.l);
+        S.stop_req = true;
+        break;
+    case 18: add_listener(); break;
+    case 19: misuse(t); break;
+    case 20: consume_elsewhere(pick(fz_u8(&S.in)), fz_u16(&S.in)); break;
+    case 21: write_at_edge(t, fz_u8(&S.in)); break;
+    case 22: /* a reply to another connection (a broadcast, a proxy) */
+        do_write(pick(fz_u8(&S.in)), fz_size(&S.in, MAX_IO), false, 1);
+        break;
+    case 23: do_abort(t); do_write(t, 1, false, 1); break; /* EPIPE at once */
+    default: break; /* 0-3, 24-31: nothing, the common case */
     }
 }
 
 /* ---- callbacks ---------------------------------------------------------- */
 
+static void read_body(conn_st *s, evl_conn *c);
+
 static void on_read(evl_conn *c)
 {
     conn_st *s = st_of(c, "on_read");
+    conn_st *outer = S.reading;
+    FZ_CHECK(outer == NULL, "on_read for conn %d inside on_read for conn %d", idx(s), outer ? idx(outer) : -1);
+    S.depth++;
+    S.reading = s;
+    read_body(s, c);
+    S.reading = NULL;
+    S.depth--;
+}
+
+static void read_body(conn_st *s, evl_conn *c)
+{
     FZ_CHECK(!s->h_closed && !s->ended, "on_read for conn %d after evl_close/evl_abort", idx(s));
-    /* Paused at wbuf_high, resumed at wbuf_low: with low == high, pending
-     * == high is "drained" too (the library resumes; evloop.h allows both). */
+    /* Paused at wbuf_high, resumed at wbuf_low, by the bytes exchanged: the
+     * kernel took enough that at most wbuf_low is left in the loop. */
+    if (s->paused && pending_known(s)) {
+        uint64_t p = model_pending(s);
+        FZ_CHECK(p <= S.o.wbuf_low && p < S.o.wbuf_high,
+                 "on_read for conn %d, paused at wbuf_high %zu, with %llu pending > wbuf_low %zu", idx(s),
+                 S.o.wbuf_high, (unsigned long long)p, S.o.wbuf_low);
+        s->paused = false;
+    }
     FZ_CHECK(evl_pending(c) < S.o.wbuf_high || evl_pending(c) <= S.o.wbuf_low,
              "on_read for conn %d with %zu pending >= wbuf_high %zu", idx(s), evl_pending(c), S.o.wbuf_high);
     size_t len;
@@ -374,7 +594,7 @@ static void on_read(evl_conn *c)
         }
     } else if (s->write_failed) {
         /* nothing owed: the connection may be gone */
-    } else if (k > 0 && k < len && evl_pending(c) < S.o.wbuf_high) {
+    } else if (k > 0 && k < len && !s->paused) {
         owe_read(s); /* pipelined input is never stranded */
     }
 }
@@ -383,13 +603,16 @@ static void on_drain(evl_conn *c)
 {
     conn_st *s = st_of(c, "on_drain");
     FZ_CHECK(!s->h_closed && !s->ended, "on_drain for conn %d, which is closing", idx(s));
-    FZ_CHECK(evl_pending(c) <= S.o.wbuf_low, "on_drain for conn %d with %zu pending > wbuf_low %zu",
-             idx(s), evl_pending(c), S.o.wbuf_low);
+    uint64_t p = pending_known(s) ? model_pending(s) : evl_pending(c);
+    FZ_CHECK(p <= S.o.wbuf_low, "on_drain for conn %d with %llu pending > wbuf_low %zu", idx(s),
+             (unsigned long long)p, S.o.wbuf_low);
     FZ_CHECK(s->drain_due, "on_drain for conn %d, whose pending never went above wbuf_low", idx(s));
     s->drain_due = false;
     fz_trace(" on_drain conn %d: pending %zu", idx(s), evl_pending(c));
+    S.depth++;
     if (scripted())
         act(s, fz_u8(&S.in)); /* a streaming producer writes its next chunk here */
+    S.depth--;
 }
 
 static void on_close(evl_conn *c)
@@ -401,6 +624,8 @@ static void on_close(evl_conn *c)
     s->closes++;
     S.closed++;
     S.callbacks++;
+    if (S.stopping)
+        s->stop_closed = true; /* closed by the stop: a flush cut short by close_timeout_ms 0 */
     FZ_CHECK(evl_fd(c) == s->fd && fcntl(s->fd, F_GETFD) >= 0,
              "on_close for conn %d: its fd is already closed", idx(s));
     errno = 0;
@@ -423,15 +648,15 @@ static void on_close(evl_conn *c)
                  idx(s), (unsigned long long)s->shown, (unsigned long long)s->sent);
         FZ_CHECK(evl_pending(c) == 0, "conn %d closed at EOF with %zu bytes unsent", idx(s), evl_pending(c));
     }
+    S.depth++;
+    if (scripted()) { /* on its own connection (writes fail EPIPE), or others */
+        uint8_t b = fz_u8(&S.in);
+        act(b & 0x80 ? s : NULL, fz_u8(&S.in));
+        FZ_CHECK(s->c == c && evl_udata(c) == s, "conn %d: its udata changed inside on_close", idx(s));
+    }
+    S.depth--;
     s->c = NULL;
     s->read_due = false;
-    if (scripted() && !S.freeing) { /* an on_close may end others */
-        uint8_t b = fz_u8(&S.in);
-        if (b % 8 == 1)
-            do_abort(pick(b >> 3));
-        else if (b % 8 == 2)
-            do_close(pick(b >> 3));
-    }
 }
 
 /* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
@@ -457,8 +682,24 @@ static void on_fd(evl_loop *l, int fd)
         drop_pipe(p);
         return;
     }
+    S.depth++;
     if (scripted())
-        act(NULL, fz_u8(&S.in)); /* e.g. a broadcast to a connection */
+        act(NULL, fz_u8(&S.in)); /* e.g. a deferred reply to a connection */
+    S.depth--;
+}
+
+/* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
+static void on_tick(evl_loop *l)
+{
+    FZ_CHECK(l == S.l && !S.freeing && S.in_run, "on_tick: wrong loop, after evl_free or outside a run");
+    FZ_CHECK(S.o.tick_ms > 0, "on_tick with tick_ms 0");
+    FZ_CHECK(S.ticks_at_run == UINT64_MAX || S.ticks == S.ticks_at_run, "on_tick twice in one iteration");
+    S.ticks++;
+    fz_trace(" on_tick");
+    S.depth++;
+    if (scripted())
+        act(NULL, fz_u8(&S.in)); /* deferred replies, closes, adopts... */
+    S.depth--;
 }
 
 /* Connections are accepted in the order they connected: the queue head is
@@ -498,6 +739,10 @@ static bool on_accept(evl_conn *c)
     evl_set_udata(c, s);
     s->c = c;
     S.entered++;
+    S.depth++;
+    if (b & 4) /* on the new connection (a greeting, a close) or others */
+        act(b & 8 ? s : NULL, fz_u8(&S.in));
+    S.depth--;
     return true;
 }
 
@@ -528,6 +773,7 @@ static void listen_unix(void)
     FZ_CHECK(bind(S.lfd, (struct sockaddr *)&S.laddr, S.laddr_len) == 0 && listen(S.lfd, 2 * MAX_CONNS) == 0,
              "bind/listen failed: errno %d", errno);
     FZ_CHECK(evl_add_listener(S.l, S.lfd) == 0, "evl_add_listener failed: errno %d", errno);
+    S.listening = true;
 }
 
 static void peer_connect(void)
@@ -628,9 +874,12 @@ static void check_state(void)
     FZ_CHECK(st.overflow_closed >= S.overflows && st.overflow_closed <= S.overflows + S.overflows_maybe,
              "stats: overflow_closed %llu, expected %llu (+%llu maybe)", (unsigned long long)st.overflow_closed,
              (unsigned long long)S.overflows, (unsigned long long)S.overflows_maybe);
-    FZ_CHECK(st.idle_closed == 0 && st.emfile == 0 && st.ticks == 0 &&
-                 (st.close_timeouts == 0 || S.o.close_timeout_ms == 0),
+    FZ_CHECK(st.idle_closed == 0 && st.emfile == 0 && (st.close_timeouts == 0 || S.o.close_timeout_ms == 0),
              "stats: a counter moved that nothing in this scenario can move");
+    FZ_CHECK(st.ticks == S.ticks, "stats: ticks %llu, on_tick ran %llu times", (unsigned long long)st.ticks,
+             (unsigned long long)S.ticks);
+    FZ_CHECK(evl_stopping(S.l) == S.stop_req, "evl_stopping %d, yet evl_stop was%s called since evl_run returned",
+             evl_stopping(S.l), S.stop_req ? "" : " not");
     uint64_t wsum = 0, rsum = 0;
     for (int i = 0; i < S.nconns; i++) {
         conn_st *s = &S.cs[i];
@@ -645,10 +894,28 @@ static void check_state(void)
         FZ_CHECK(st.wbuf_peak >= p, "stats: wbuf_peak %llu < pending %zu", (unsigned long long)st.wbuf_peak, p);
         wsum += p;
         rsum += len;
+        if (pending_known(s)) {
+            uint64_t mp = model_pending(s);
+            FZ_CHECK(p == mp, "conn %d: evl_pending %zu, the bytes exchanged say %llu", i, p,
+                     (unsigned long long)mp);
+            if (s->paused && mp <= S.o.wbuf_low && mp < S.o.wbuf_high) {
+                /* drained to wbuf_low in this run: reading resumes, and
+                 * input held back is served by the next run at the latest */
+                s->paused = false;
+                fz_trace("  conn %d: resumed at %llu pending (model)", i, (unsigned long long)mp);
+                if (len > 0 && !s->h_closed && !s->read_due)
+                    owe_read(s);
+            } else if (s->paused && !s->h_closed) {
+                uint64_t taken = model_taken(s);
+                FZ_CHECK(taken == s->taken_at_pause,
+                         "conn %d: paused at wbuf_high (%llu pending), yet the loop read %llu more bytes", i,
+                         (unsigned long long)mp, (unsigned long long)(taken - s->taken_at_pause));
+            }
+        }
         if (s->read_due && !S.in_run && S.runs >= s->read_due_by) {
-            /* Owed and not served: fine only while reading is paused by
-             * wbuf_high, which ends only with pending <= wbuf_low. */
-            FZ_CHECK(s->h_closed || len == 0 || p > S.o.wbuf_low,
+            /* Owed and not served: fine only while the model says paused
+             * (pending reached wbuf_high and did not yet drain to wbuf_low). */
+            FZ_CHECK(s->h_closed || len == 0 || s->paused || (!pending_known(s) && p > S.o.wbuf_low),
                      "conn %d: %zu bytes of input stranded: no on_read in the run after it was due", i, len);
             s->read_due = false;
         }
@@ -662,6 +929,7 @@ static void check_state(void)
 static int run(void)
 {
     S.in_run = true;
+    S.ticks_at_run = S.ticks;
     fz_trace("run %llu", (unsigned long long)S.runs + 1);
     int n = evl_run_once(S.l, 0);
     S.in_run = false;
@@ -672,9 +940,27 @@ static int run(void)
     return n;
 }
 
-static void script_step(uint8_t op)
+static void stop_and_run(void);
+
+/* Sleeps past the next tick, then runs: the run must tick ("every tick_ms,
+ * measured by the clock"). */
+static void tick_due(void)
 {
-    switch (op % 11) {
+    if (S.o.tick_ms <= 0)
+        return;
+    struct timespec ts = {0, (long)(S.o.tick_ms + 1) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    uint64_t before = S.ticks;
+    (void)run();
+    FZ_CHECK(S.ticks == before + 1, "%d ms passed since the last run, tick_ms %d: the run did not tick",
+             S.o.tick_ms + 1, S.o.tick_ms);
+}
+
+/* One step of the script; false: the script ends here with evl_free. */
+static bool script_step(uint8_t op)
+{
+    switch (op % 14) {
     case 0: case 1: {
         conn_st *s = pick(fz_u8(&S.in));
         peer_send(s, fz_size(&S.in, MAX_IO));
@@ -728,8 +1014,17 @@ static void script_step(uint8_t op)
         break;
     }
     case 10: peer_connect(); break;
+    case 11:
+        if (S.o.close_timeout_ms == 0)
+            stop_and_run();
+        else
+            act(NULL, 17); /* evl_stop: evl_run follows after settling */
+        break;
+    case 12: tick_due(); break;
+    case 13: return false; /* evl_free now, whatever is open or pending */
     default: break; /* 9: just one more run */
     }
+    return true;
 }
 
 /* The options, from the first bytes: small enough that the limits bite. */
@@ -738,7 +1033,7 @@ static void read_options(void)
     evl_options *o = &S.o;
     evl_options_default(o);
     uint8_t b = fz_u8(&S.in);
-    o->tick_ms = 0; /* time-driven: it would make runs differ */
+    o->tick_ms = 0; /* time-driven: 1 ms below, with checks that hold at any timing */
     o->rbuf_max = 1 + fz_size(&S.in, 65535);
     o->wbuf_high = 1 + fz_size(&S.in, 65535);
     o->wbuf_low = fz_size(&S.in, o->wbuf_high);
@@ -751,7 +1046,8 @@ static void read_options(void)
     uint8_t b2 = fz_u8(&S.in);
     S.lfd = (b2 & 1) ? 0 : -1; /* 0: make one, once the loop exists */
     o->max_conns = b2 >> 1 & 3u;
-    S.stop_at_end = (b2 & 8) && o->close_timeout_ms == 0; /* a longer flush would block */
+    S.stop_at_end = (b2 & 8) != 0; /* after settling: no flush waits for the peer */
+    o->tick_ms = (b2 & 0x40) ? 1 : 0;
     fz_trace("options: rbuf_max %zu wbuf_low %zu high %zu max %zu quantum %zu events %d close %d idle %d",
              o->rbuf_max, o->wbuf_low, o->wbuf_high, o->wbuf_max, o->write_quantum, o->max_events,
              o->close_timeout_ms, o->idle_timeout_ms);
@@ -778,7 +1074,7 @@ static void settle(void)
         idle = moved == 0 && cb == S.callbacks && n == 0 ? idle + 1 : 0;
     }
     FZ_CHECK(idle >= 3, "the loop did not settle in %d rounds: it spins, or a stream never ends", MAX_ROUNDS);
-    FZ_CHECK(S.qlen == 0, "%d connections to the listener never accepted", S.qlen);
+    FZ_CHECK(S.qlen == 0 || !S.listening, "%d connections to the listener never accepted", S.qlen);
     for (int i = 0; i < S.nconns; i++) {
         conn_st *s = &S.cs[i];
         if (s->refused) {
@@ -810,7 +1106,7 @@ static void settle(void)
 static void watchdog_fired(int sig)
 {
     (void)sig;
-    static const char msg[] = "\nFUZZ CHECK FAILED: evl_run did not return within 2 s of evl_stop\n";
+    static const char msg[] = "\nFUZZ CHECK FAILED: evl_run did not return within 2 s of evl_stop (a connection never closed?)\n";
     (void)!write(2, msg, sizeof msg - 1);
     abort();
 }
@@ -831,33 +1127,52 @@ static timer_t watchdog(bool arm)
     return t;
 }
 
-/* evl_stop, then evl_run: it closes everything and returns 0. Only with
- * close_timeout_ms 0, so that nothing waits for a peer that is not read. */
-static void stop_gracefully(void)
+/* evl_stop, then evl_run: listeners are removed, every connection gets
+ * evl_close, and it returns 0 once all are closed. Only where no flush can
+ * wait for a peer that is not read: close_timeout_ms 0, or after settling.
+ * Callbacks keep acting meanwhile (adopt, add a listener, close others). */
+static void stop_and_run(void)
 {
     S.stopping = true;
+    for (int i = 0; i < S.nconns; i++)
+        if (S.cs[i].c)
+            S.cs[i].stop_closed = true;
     fz_trace("evl_stop, evl_run");
     evl_stop(S.l);
+    S.stop_req = true;
     FZ_CHECK(evl_stopping(S.l), "evl_stopping false after evl_stop");
+    S.listening = false; /* removed before any callback runs */
+    S.in_run = true;
+    S.ticks_at_run = UINT64_MAX; /* many iterations */
     (void)watchdog(true);
     int rc = evl_run(S.l, -1);
     (void)watchdog(false);
+    S.in_run = false;
+    S.stopping = false;
+    S.stop_req = false;
     FZ_CHECK(rc == 0, "evl_run after evl_stop returned %d (errno %d)", rc, errno);
+    FZ_CHECK(!evl_stopping(S.l), "evl_stopping still true after evl_run returned");
     struct evl_stats st;
     evl_stats(S.l, &st);
     FZ_CHECK(st.conns == 0 && S.closed == S.entered, "evl_run returned with %llu connections open",
              (unsigned long long)st.conns);
+    S.runs = st.iterations;
+    sync_refusals();
+    check_state();
 }
 
 /* evl_free, then every fd of ours closed: as many open as at the start. */
 static void teardown(int fds_before)
 {
     S.freeing = true;
+    for (int i = 0; i < S.nconns; i++)
+        if (S.cs[i].c)
+            S.cs[i].ended = true; /* evl_free closes every connection now */
     evl_free(S.l);
     S.l = NULL;
     for (int i = 0; i < S.nconns; i++) {
         conn_st *s = &S.cs[i];
-        FZ_CHECK(s->closes == (s->refused ? 0 : 1), "conn %d: on_close ran %d times%s", i, s->closes,
+        FZ_CHECK(s->closes == (s->refused || s->queued ? 0 : 1), "conn %d: on_close ran %d times%s", i, s->closes,
                  s->refused ? " (refused)" : "");
         if (s->peer >= 0)
             (void)close(s->peer);
@@ -885,7 +1200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     read_options();
     evl_handler h = {.on_accept = on_accept, .on_read = on_read, .on_drain = on_drain,
-                     .on_close = on_close, .on_fd = on_fd};
+                     .on_close = on_close, .on_fd = on_fd, .on_tick = on_tick};
     if (S.o.wbuf_low > 0) { /* inconsistent options are refused */
         evl_options bad = S.o;
         bad.wbuf_low = bad.wbuf_high + 1;
@@ -899,15 +1214,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         listen_unix();
 
     adopt_pair();
-    for (int step = 0; step < MAX_STEPS && S.in.n > 0; step++) {
+    bool whole = true;
+    for (int step = 0; whole && step < MAX_STEPS && S.in.n > 0; step++) {
         uint8_t op = fz_u8(&S.in);
-        fz_trace("step %d: op %d", step, op % 11);
-        script_step(op);
+        fz_trace("step %d: op %d", step, op % 14);
+        whole = script_step(op);
         (void)run();
     }
-    settle();
-    if (S.stop_at_end)
-        stop_gracefully();
+    if (whole) {
+        settle();
+        if (S.stop_at_end || S.stop_req)
+            stop_and_run();
+    }
     teardown(fds_before);
     return 0;
 }
