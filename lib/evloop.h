@@ -142,7 +142,8 @@ void evl_options_default(evl_options *o);
  * wbuf_max below wbuf_high, negative times), or ENOMEM/EMFILE. */
 evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o);
 
-/* Closes every connection now (on_close for each), forgets extra fds and
+/* Closes every connection now (on_close for each, also for one that an
+ * on_close adopts meanwhile), forgets extra fds and
  * listeners without closing them, frees the loop. Not from a callback of
  * l (nor from on_close during evl_free): there it frees nothing and sets
  * errno to EBUSY. */

@@ -562,11 +562,13 @@ void evl_free(evl_loop *l)
     }
     l->busy = 1; /* on_close runs below: it must not free or run l either */
     evl_conn *c;
-    while ((c = first_conn(&l->active)))
-        evl__conn_kill(c);
-    while ((c = first_conn(&l->closing)))
-        evl__conn_kill(c);
-    reap(l);
+    do { /* an on_close may adopt a connection: it is closed too */
+        while ((c = first_conn(&l->active)))
+            evl__conn_kill(c);
+        while ((c = first_conn(&l->closing)))
+            evl__conn_kill(c);
+        reap(l);
+    } while (!evl__list_empty(&l->active) || !evl__list_empty(&l->closing));
     remove_listeners(l);
     for (size_t fd = 0; fd < l->fdtab_len; fd++)
         if (l->fdtab[fd])
