@@ -150,8 +150,9 @@ evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o);
 void evl_free(evl_loop *l);
 
 /* Runs until SIGTERM, SIGINT or evl_stop, then stops gracefully: listeners are
- * removed, every connection gets evl_close (flush, then close, aborted after
- * close_timeout_ms), and it returns 0 once all are closed. listen_fd (a
+ * removed, every connection (also one adopted during the stop) gets evl_close
+ * (flush, then close, aborted after close_timeout_ms), and it returns 0 once
+ * all are closed. listen_fd (a
  * non-blocking listening socket, or -1 for none) is added as by
  * evl_add_listener. SIGTERM/SIGINT are blocked in the calling thread while it
  * runs and read through a signalfd; the mask is restored on return. Other

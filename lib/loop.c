@@ -360,11 +360,11 @@ static void earliest(uint64_t *best, uint64_t t)
 /* How long epoll_wait may sleep: the caller's bound, shortened by the next
  * timer, and zero while input waits for re-dispatch, a kill waits to be
  * reaped, or a stop has nothing left to wait for (evl_run must return now,
- * not at the next event). */
+ * not at the next event) or a connection to close (adopted during it). */
 static int wait_ms(const evl_loop *l, int timeout_ms)
 {
     if (!evl__list_empty(&l->ready) || l->kill_head ||
-        (l->stopping && l->st.conns == 0))
+        (l->stopping && (l->st.conns == 0 || !evl__list_empty(&l->active))))
         return 0;
     uint64_t due = UINT64_MAX;
     evl_conn *c;
@@ -530,6 +530,9 @@ int evl_run(evl_loop *l, int listen_fd)
     for (;;) {
         if (l->stop_requested && !l->stopping)
             begin_stop(l);
+        evl_conn *c;
+        while (l->stopping && (c = first_conn(&l->active)))
+            evl_close(c); /* adopted during the stop (by an on_close, say) */
         if (l->stopping && l->st.conns == 0)
             break;
         if (evl_run_once(l, -1) < 0) {
