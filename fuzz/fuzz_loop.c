@@ -197,6 +197,13 @@ static void note_pending(conn_st *s)
 
 /* ---- handler actions ---------------------------------------------------- */
 
+/* evl_write fails EPIPE: closing or closed (evl_close, evl_abort, the stop
+ * or evl_free), or a previous error. */
+static bool writes_fail(const conn_st *s)
+{
+    return s->h_closed || s->ended || s->write_failed || s->closes > 0 || s->stop_closed;
+}
+
 static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
 {
     if (!s || !s->c)
@@ -207,7 +214,7 @@ static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
     size_t before = evl_pending(s->c);
     fz_trace("  conn %d: %s %zu bytes (%d buffers, pending %zu)", idx(s), vec ? "writev" : "write", n,
              vec ? iovcnt : 1, before);
-    bool dead = s->h_closed || s->ended || s->write_failed || s->closes > 0 || s->stop_closed;
+    bool dead = writes_fail(s);
     errno = 0;
     int r;
     if (vec) {
@@ -393,7 +400,7 @@ static void misuse(conn_st *t)
                  "conn %d: evl_peer_eof with the peer's write side open", idx(t));
         errno = 0;
         int r = evl_write(t->c, "", 0);
-        FZ_CHECK(r == 0 || (r == -1 && errno == EPIPE && (t->h_closed || t->ended || t->write_failed)),
+        FZ_CHECK(r == 0 || (r == -1 && errno == EPIPE && (writes_fail(t) || t->peer_closed)),
                  "conn %d: an empty write gave %d errno %d", idx(t), r, errno);
     }
     for (int i = 0; i < MAX_PIPES; i++)
