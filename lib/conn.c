@@ -5,6 +5,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -162,8 +163,9 @@ static void set_broken(evl_conn *c)
     evl__buf_free(&c->wbuf);
 }
 
-/* After EOF, the connection closes itself once nothing is left to deliver
- * and nothing is pending: the half-close of SPEC fault 1. */
+/* After EOF, the connection closes itself once nothing is left to deliver,
+ * nothing is pending and the handler holds no reply for it (evl_hold): the
+ * half-close of fault 1. */
 static void check_eof_done(evl_conn *c)
 {
     if (!c->peer_eof || c->killed)
@@ -173,7 +175,8 @@ static void check_eof_done(evl_conn *c)
             evl__conn_kill(c);
         return;
     }
-    if (evl__linked(&c->ready) || c->wbuf.len > 0)
+    /* A hold waits for a reply that can still be sent: not after a reset. */
+    if (evl__linked(&c->ready) || c->wbuf.len > 0 || (c->holds > 0 && !c->broken))
         return;
     evl__conn_kill(c);
 }
@@ -389,8 +392,10 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
             if (iovcnt == 1) {
                 r = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
             } else {
+                /* sendmsg refuses more than IOV_MAX buffers (EMSGSIZE):
+                 * try the first IOV_MAX now, the rest is queued below. */
                 struct msghdr m = {.msg_iov = (struct iovec *)iov,
-                                   .msg_iovlen = (size_t)iovcnt};
+                                   .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX)};
                 r = sendmsg(c->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
             }
         } while (r < 0 && errno == EINTR);
@@ -473,3 +478,12 @@ int evl_fd(const evl_conn *c) { return c->io.fd; }
 evl_loop *evl_loop_of(const evl_conn *c) { return c->loop; }
 void evl_set_udata(evl_conn *c, void *udata) { c->udata = udata; }
 void *evl_udata(const evl_conn *c) { return c->udata; }
+void evl_hold(evl_conn *c) { c->holds++; }
+
+void evl_release(evl_conn *c)
+{
+    if (c->holds == 0)
+        return;
+    c->holds--;
+    check_eof_done(c); /* the hold may have been all that kept it */
+}

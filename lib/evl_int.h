@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "evloop.h"
 
+#include <signal.h>
 #include <stdint.h>
 #include <sys/epoll.h>
 
@@ -77,6 +78,7 @@ struct evl_conn {
     unsigned lingering : 1;  /* flushed and shut down; waiting for peer EOF */
     unsigned killed : 1;     /* queued for on_close and close() */
     unsigned refused : 1;    /* on_accept said no: close without on_close */
+    unsigned holds;          /* evl_hold count: EOF does not close it */
 };
 
 struct evl_loop {
@@ -105,6 +107,9 @@ struct evl_loop {
     uint64_t next_tick;
     uint64_t accept_resume;     /* 0, or when to re-arm paused listeners */
     uint64_t iter;
+    sigset_t child_mask;        /* the mask from before evl_run blocked the
+                                   stop signals (evl_child_sigmask) */
+    unsigned running : 1;       /* inside evl_run */
     unsigned stop_requested : 1;
     unsigned stopping : 1;      /* graceful stop under way */
     unsigned reaping : 1;       /* inside evl__reap: no nested reaping */

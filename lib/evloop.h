@@ -27,6 +27,7 @@
 #define EVLOOP_H
 
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -130,6 +131,8 @@ struct evl_stats {
     uint64_t rbuf_bytes;      /* unconsumed input held, all connections, now */
     uint64_t ticks;           /* on_tick calls */
     uint64_t iterations;      /* epoll_wait calls */
+    uint64_t accept_errors;   /* accept failures other than a lack of fds
+                                 or memory (see evl_add_listener) */
 };
 
 /* ---- loop ------------------------------------------------------------- */
@@ -143,23 +146,33 @@ void evl_options_default(evl_options *o);
 evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o);
 
 /* Closes every connection now (on_close for each, also for one that an
- * on_close adopts meanwhile), forgets extra fds and
- * listeners without closing them, frees the loop. Not from a callback of
- * l (nor from on_close during evl_free): there it frees nothing and sets
- * errno to EBUSY. */
+ * on_close adopts meanwhile), forgets extra fds and listeners without
+ * closing them, frees the loop. Not from a callback of l (nor from an
+ * on_close during evl_free): there it frees nothing and sets errno EBUSY. */
 void evl_free(evl_loop *l);
 
 /* Runs until SIGTERM, SIGINT or evl_stop, then stops gracefully: listeners are
  * removed, every connection (also one adopted during the stop) gets evl_close
  * (flush, then close, aborted after close_timeout_ms), and it returns 0 once
- * all are closed. listen_fd (a
- * non-blocking listening socket, or -1 for none) is added as by
- * evl_add_listener. SIGTERM/SIGINT are blocked in the calling thread while it
- * runs and read through a signalfd; the mask is restored on return. Other
- * signals that interrupt epoll_wait are ignored. Returns -1 with errno on a
- * fatal error (epoll failing), or with EBUSY, doing nothing, when called
- * from a callback of l (it is running already). */
+ * all are closed. listen_fd (a listening socket, or -1 for none) is added as
+ * by evl_add_listener. SIGTERM/SIGINT are blocked in the calling thread while
+ * it runs and read through a signalfd; the mask is restored on return.
+ * Children forked from a callback inherit that block across exec (and would
+ * ignore SIGTERM): give them evl_child_sigmask(). Other signals that
+ * interrupt epoll_wait are ignored. Returns -1 with errno on a fatal error
+ * (signalfd or epoll failing); the listener it added is removed again and the
+ * mask restored, so a retry starts from the same state. Returns -1 with
+ * EBUSY, doing nothing, when called from a callback of l (it is running
+ * already). */
 int evl_run(evl_loop *l, int listen_fd);
+
+/* The signal mask a child spawned from a callback should run with: the
+ * calling thread's mask from before evl_run blocked SIGTERM/SIGINT (outside
+ * evl_run, the current mask). After fork(), in the child:
+ * sigprocmask(SIG_SETMASK, &set, NULL); with posix_spawn:
+ * posix_spawnattr_setsigmask() and POSIX_SPAWN_SETSIGMASK. Async-signal-safe
+ * (it copies a saved set), so it may be called between fork and exec. */
+void evl_child_sigmask(const evl_loop *l, sigset_t *set);
 
 /* One iteration: waits up to timeout_ms (-1: until an event; timers and
  * pending re-dispatch shorten the wait), handles the batch, runs due timers,
@@ -175,8 +188,15 @@ void evl_stop(evl_loop *l);
  * returns; evl_run clears it, so the same loop can be run again. */
 bool evl_stopping(const evl_loop *l);
 
-/* Accept connections from a non-blocking listening socket (several may be
- * added: TCP and unix side by side). The caller keeps ownership of the fd. */
+/* Accept connections from a listening socket (several may be added: TCP and
+ * unix side by side). The fd is set O_NONBLOCK (the loop never blocks, and a
+ * socket handed over by systemd is blocking unless NonBlocking=yes); the
+ * caller keeps ownership of it. Accept failures never spin the loop:
+ * EMFILE/ENFILE/ENOBUFS/ENOMEM pause accepting for 100 ms (counted in
+ * emfile); EINVAL, EBADF, ENOTSOCK or EOPNOTSUPP (the socket was shut down or
+ * is not listening) remove this listener from the loop, without closing it;
+ * any other error (EPERM from a security module, say) pauses accepting for
+ * 100 ms. The last two are counted in accept_errors. */
 int evl_add_listener(evl_loop *l, int listen_fd);
 
 /* Registers fd for EPOLLIN (on_fd). The fd is set O_NONBLOCK. EEXIST if the
@@ -212,7 +232,8 @@ const evl_options *evl_get_options(const evl_loop *l);
 int evl_listen_tcp(const char *host, int port, int flags);
 
 /* A non-blocking unix stream listening socket at path. A stale socket file
- * at path is removed first (only a socket, never another kind of file). */
+ * at path is removed first (only a socket, never another kind of file); a
+ * socket some server still listens on is not stale: EADDRINUSE. */
 int evl_listen_unix(const char *path);
 
 /* The local port of a TCP socket, or -1 with errno. */
@@ -242,7 +263,10 @@ void evl_consume(evl_conn *c, size_t n);
  *   ENOMEM        the buffer could not grow; the connection is aborted
  * Pending at or above wbuf_high pauses reading this connection. */
 int evl_write(evl_conn *c, const void *buf, size_t len);
-/* Like evl_write for several buffers (one sendmsg when nothing is pending). */
+/* Like evl_write for several buffers (one sendmsg when nothing is pending).
+ * Any iovcnt >= 0 is accepted: beyond IOV_MAX the first IOV_MAX buffers are
+ * tried at once and the rest queued. EINVAL for iovcnt < 0 or a total that
+ * overflows size_t (nothing queued, the connection stays). */
 int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt);
 
 /* Bytes accepted by evl_write and not yet handed to the kernel. */
@@ -264,8 +288,21 @@ void evl_wake(evl_conn *c);
 
 /* True once the peer sent EOF (its write side is shut). After EOF the loop
  * still delivers the buffered input and flushes replies; the connection is
- * closed when nothing is left to deliver and nothing is pending. */
+ * closed when nothing is left to deliver (input left unconsumed is a partial
+ * message and is dropped), nothing is pending, and no hold is on it. Reading
+ * stops at EOF, so a half-closed connection never spins. */
 bool evl_peer_eof(const evl_conn *c);
+
+/* Deferred replies. A handler that consumed a request and answers later
+ * (from on_tick, on_fd, a timer, after evl_wake) takes a hold: while a
+ * connection has holds, the peer's EOF does not close it; the handler writes
+ * its reply, then evl_release()s, and the connection closes as above once
+ * its output is flushed. Holds nest (a count); evl_release without a hold
+ * does nothing. A hold does not stop evl_close, evl_abort, errors, the idle
+ * timeout (so a forgotten hold cannot leak a connection where
+ * idle_timeout_ms is set) or a stop. */
+void evl_hold(evl_conn *c);
+void evl_release(evl_conn *c);
 
 #ifdef __cplusplus
 }

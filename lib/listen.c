@@ -63,6 +63,20 @@ int evl_listen_tcp(const char *host, int port, int flags)
     return fd;
 }
 
+/* Whether a server still listens at sun: a stale socket file refuses
+ * connections (ECONNREFUSED); a live one accepts, or has a full backlog
+ * (EAGAIN on a non-blocking connect). */
+static int socket_is_live(const struct sockaddr_un *sun)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int live = connect(fd, (const struct sockaddr *)sun, sizeof *sun) == 0 ||
+               errno == EAGAIN || errno == EINPROGRESS;
+    close(fd);
+    return live;
+}
+
 int evl_listen_unix(const char *path)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -75,8 +89,13 @@ int evl_listen_unix(const char *path)
     struct stat st;
     /* A socket file left by a previous run would make bind fail; anything
      * else at that path is somebody's file and is left alone. */
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        if (socket_is_live(&sun)) {
+            errno = EADDRINUSE; /* a running server's: not stale */
+            return -1;
+        }
         (void)unlink(path);
+    }
     return listen_on((const struct sockaddr *)&sun, sizeof sun, 0);
 }
 

@@ -129,12 +129,18 @@ static void free_graveyard(evl_loop *l)
     }
 }
 
+/* The one place interest changes. No interest means not registered at all:
+ * epoll reports EPOLLHUP and EPOLLERR whatever the interest, so an fd kept
+ * registered with none (a paused listener that was shut down, a half-closed
+ * unix connection waiting for its deferred reply) would be reported again in
+ * every iteration: a spin. */
 void evl__set_interest(evl_loop *l, evl__io *io, uint32_t events)
 {
     if (io->events == events)
         return;
     struct epoll_event ev = {.events = events, .data.ptr = io};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, io->fd, &ev) == 0)
+    int op = events == 0 ? EPOLL_CTL_DEL : io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
+    if (epoll_ctl(l->epfd, op, io->fd, &ev) == 0)
         io->events = events;
 }
 
@@ -194,6 +200,11 @@ int evl_remove_fd(evl_loop *l, int fd)
 
 int evl_add_listener(evl_loop *l, int listen_fd)
 {
+    /* accept_some takes a batch per event: on a blocking socket the accept
+     * after the last waiting client would block the loop. */
+    int fl = fcntl(listen_fd, F_GETFL);
+    if (fl < 0 || fcntl(listen_fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -1;
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     evl__io **t = realloc(l->listeners, (l->nlisteners + 1) * sizeof *t);
     if (!t)
@@ -204,6 +215,25 @@ int evl_add_listener(evl_loop *l, int listen_fd)
         return -1;
     l->listeners[l->nlisteners++] = io;
     return 0;
+}
+
+/* Takes one listener out of the loop (the fd stays the caller's). */
+static void drop_listener(evl_loop *l, evl__io *io)
+{
+    for (size_t i = 0; i < l->nlisteners; i++) {
+        if (l->listeners[i] == io) {
+            l->listeners[i] = l->listeners[--l->nlisteners];
+            remove_io(l, io);
+            return;
+        }
+    }
+}
+
+static void drop_listener_fd(evl_loop *l, int fd)
+{
+    evl__io *io = fdtab_get(l, fd);
+    if (io && io->kind == EVL__LISTENER)
+        drop_listener(l, io);
 }
 
 static void remove_listeners(evl_loop *l)
@@ -290,11 +320,23 @@ static void accept_some(evl_loop *l, evl__io *ls)
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
                 continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return; /* the backlog is empty */
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 l->st.emfile++;
                 pause_accepting(l);
+                return;
             }
-            return; /* EAGAIN: the backlog is empty */
+            /* Anything else would be reported again at once by level
+             * triggering. A socket that cannot accept any more (shut down,
+             * not listening, not a socket) leaves the loop; for the rest
+             * (EPERM from a security module...) back off as for EMFILE. */
+            l->st.accept_errors++;
+            if (errno == EINVAL || errno == EBADF || errno == ENOTSOCK || errno == EOPNOTSUPP)
+                drop_listener(l, ls);
+            else
+                pause_accepting(l);
+            return;
         }
         evl_conn *c = NULL;
         if (l->o.max_conns && l->st.conns >= l->o.max_conns)
@@ -485,6 +527,14 @@ int evl_run_once(evl_loop *l, int timeout_ms)
 /* ---- run and stop -------------------------------------------------------- */
 
 void evl_stop(evl_loop *l) { l->stop_requested = 1; }
+
+void evl_child_sigmask(const evl_loop *l, sigset_t *set)
+{
+    if (l->running)
+        *set = l->child_mask;
+    else
+        pthread_sigmask(SIG_SETMASK, NULL, set);
+}
 bool evl_stopping(const evl_loop *l) { return l->stop_requested || l->stopping; }
 
 static void begin_stop(evl_loop *l)
@@ -517,11 +567,16 @@ int evl_run(evl_loop *l, int listen_fd)
     /* Blocked and read through a signalfd: a stop is an event like any
      * other, and no handler runs in the middle of the loop's work. */
     pthread_sigmask(SIG_BLOCK, &stop_set, &old);
+    l->child_mask = old;
+    l->running = 1;
     int sfd = signalfd(-1, &stop_set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sfd < 0 || !(l->sig = add_io(l, sfd, EVL__SIGNAL))) {
         int err = errno;
         if (sfd >= 0)
             close(sfd);
+        drop_listener_fd(l, listen_fd); /* a retry must not find it (EEXIST) */
+        free_graveyard(l);
+        l->running = 0;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         errno = err;
         return -1;
@@ -543,7 +598,10 @@ int evl_run(evl_loop *l, int listen_fd)
     int err = errno;
     on_signalfd(l); /* consume stop signals, so unblocking does not deliver them */
     remove_io(l, l->sig);
+    if (rc < 0)
+        drop_listener_fd(l, listen_fd); /* a stop removed it already */
     free_graveyard(l);
+    l->running = 0;
     l->sig = NULL;
     close(sfd);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -25,6 +25,8 @@ UNIT_VALGRIND := valgrind -q --error-exitcode=1 --leak-check=full \
 # that one link (see the top of test_write.c).
 UNIT_WRAP := -Wl,--wrap=send,--wrap=sendto,--wrap=sendmsg,--wrap=write,--wrap=writev,--wrap=epoll_ctl
 $(ASAN)/test/test_write $(BUILD)/test/test_write: UNIT_LDFLAGS = $(UNIT_WRAP)
+# test_review arms accept4 and signalfd failures the same way.
+$(ASAN)/test/test_review $(BUILD)/test/test_review: UNIT_LDFLAGS = -Wl,--wrap=accept4,--wrap=signalfd
 
 $(ASAN)/test/%: lib/test/%.c $(UNIT_DEPS) $(ASAN_LIB) | deps-build deps-unit
 	@mkdir -p $(@D)
