@@ -75,6 +75,8 @@ typedef struct conn_st {
     bool paused;              /* the model's pause: pending reached wbuf_high */
     uint64_t taken_at_pause;  /*   bytes the loop had read from the kernel then */
     bool stop_closed;         /* open when a graceful stop began */
+    unsigned holds;           /* evl_hold - evl_release: a deferred reply owed */
+    bool doomed;              /* adopted during evl_free: closed at some point of it */
     bool read_due;            /* input left after a consume, or evl_wake: */
     uint64_t read_due_by;     /*   on_read owed by the end of this run */
     uint64_t reads;
@@ -107,6 +109,7 @@ static struct fuzz_state {
     conn_st *reading;         /* the connection inside on_read, or NULL */
     uint64_t ticks;           /* on_tick calls */
     uint64_t ticks_at_run;    /*   ...when the current run began */
+    sigset_t mask0;           /* the signal mask before anything ran */
     struct sockaddr_un laddr; /* the listener's (abstract) address */
     socklen_t laddr_len;
     uint8_t wbuf[MAX_IO], rbuf[MAX_IO];
@@ -229,6 +232,10 @@ static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
     }
     int e = errno;
     fz_trace("    -> %d errno %d, pending %zu", r, r ? e : 0, r ? 0 : evl_pending(s->c));
+    if (s->doomed && r == -1 && e == EPIPE) {
+        s->write_failed = true;
+        return;
+    }
     if (dead) {
         FZ_CHECK(r == -1 && e == EPIPE, "conn %d: write after close/abort: %d errno %d", idx(s), r, e);
         return;
@@ -326,6 +333,7 @@ static void adopt_pair(void)
     FZ_CHECK(c != NULL, "evl_adopt failed: errno %d", errno);
     evl_set_udata(c, s);
     s->c = c;
+    s->doomed = S.freeing; /* evl_free closes it too, perhaps before our next call */
     S.entered++;
     fz_trace("  conn %d: adopted fd %d (peer fd %d, bufs %u %u)", idx(s), sv[1], sv[0], b & 15u, b >> 4);
     FZ_CHECK(evl_conn_of(S.l, sv[1]) == c && evl_fd(c) == sv[1] && evl_loop_of(c) == S.l &&
@@ -400,7 +408,7 @@ static void misuse(conn_st *t)
                  "conn %d: evl_peer_eof with the peer's write side open", idx(t));
         errno = 0;
         int r = evl_write(t->c, "", 0);
-        FZ_CHECK(r == 0 || (r == -1 && errno == EPIPE && (writes_fail(t) || t->peer_closed)),
+        FZ_CHECK(r == 0 || (r == -1 && errno == EPIPE && (writes_fail(t) || t->peer_closed || t->doomed)),
                  "conn %d: an empty write gave %d errno %d", idx(t), r, errno);
     }
     for (int i = 0; i < MAX_PIPES; i++)
@@ -519,7 +527,32 @@ static void act(conn_st *self, uint8_t b)
         do_write(pick(fz_u8(&S.in)), fz_size(&S.in, MAX_IO), false, 1);
         break;
     case 23: do_abort(t); do_write(t, 1, false, 1); break; /* EPIPE at once */
-    default: break; /* 0-3, 24-31: nothing, the common case */
+    case 24: /* a deferred reply: hold now, answer and release later */
+        if (t && t->c) {
+            evl_hold(t->c);
+            t->holds++;
+            fz_trace("  conn %d: evl_hold (%u)", idx(t), t->holds);
+        }
+        break;
+    case 25: case 26: /* the deferred reply, then the release */
+        if (t && t->c) {
+            if (b & 0x20)
+                do_write(t, fz_size(&S.in, MAX_IO), false, 1);
+            evl_release(t->c); /* without a hold: does nothing */
+            t->holds -= t->holds > 0;
+            fz_trace("  conn %d: evl_release (%u)", idx(t), t->holds);
+        }
+        break;
+    case 27: { /* what a child spawned now would get: the mask from before evl_run */
+        sigset_t set;
+        evl_child_sigmask(S.l, &set);
+        FZ_CHECK(sigismember(&set, SIGTERM) == sigismember(&S.mask0, SIGTERM) &&
+                     sigismember(&set, SIGINT) == sigismember(&S.mask0, SIGINT),
+                 "evl_child_sigmask: SIGTERM/SIGINT %d/%d, before evl_run %d/%d", sigismember(&set, SIGTERM),
+                 sigismember(&set, SIGINT), sigismember(&S.mask0, SIGTERM), sigismember(&S.mask0, SIGINT));
+        break;
+    }
+    default: break; /* 0-3, 28-31: nothing, the common case */
     }
 }
 
@@ -649,6 +682,8 @@ static void on_close(evl_conn *c)
         fz_fail("conn %d: evl_close ended with %zu bytes pending, before its flush and the peer's EOF, long before "
                     "close_timeout_ms (%d ms)", idx(s), evl_pending(c), S.o.close_timeout_ms);
     }
+    FZ_CHECK(handler || s->holds == 0 || s->peer_closed || S.freeing || S.stopping,
+             "conn %d closed at the peer's EOF while the handler holds it (%u holds)", idx(s), s->holds);
     if (!handler && !S.freeing && !S.stopping && !s->peer_closed) {
         /* Closed after the peer's EOF: all input shown, all replies out. */
         FZ_CHECK(s->shown == s->sent, "conn %d closed at EOF with input never shown: %llu of %llu bytes",
@@ -1066,6 +1101,9 @@ static void settle(void)
 {
     S.final = true;
     fz_trace("settle");
+    for (int i = 0; i < S.nconns; i++) /* the deferred replies are done */
+        for (; S.cs[i].c && S.cs[i].holds > 0; S.cs[i].holds--)
+            evl_release(S.cs[i].c);
     /* Input left unconsumed waits for more data that will not come: the
      * handler asks for it again, as a real one does when it is ready. */
     for (int i = 0; i < S.nconns; i++)
@@ -1204,6 +1242,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < MAX_PIPES; i++)
         S.ps[i].r = S.ps[i].w = -1;
     int fds_before = fz_count_fds();
+    (void)sigprocmask(SIG_BLOCK, NULL, &S.mask0);
 
     read_options();
     evl_handler h = {.on_accept = on_accept, .on_read = on_read, .on_drain = on_drain,
