@@ -77,6 +77,9 @@ typedef struct conn_st {
     bool stop_closed;         /* open when a graceful stop began */
     unsigned holds;           /* evl_hold - evl_release: a deferred reply owed */
     bool doomed;              /* adopted during evl_free: closed at some point of it */
+    bool out_marked;          /* out_mark is set: */
+    uint64_t out_mark;        /*   bytes the kernel had taken at the last check */
+    bool quiet;               /* on_read consumed nothing, and nothing new since */
     bool read_due;            /* input left after a consume, or evl_wake: */
     uint64_t read_due_by;     /*   on_read owed by the end of this run */
     uint64_t reads;
@@ -85,6 +88,8 @@ typedef struct conn_st {
 typedef struct pipe_st {
     int r, w;
     bool on;
+    bool due;                 /* on_fd left bytes unread: reported again */
+    uint64_t due_by;          /*   by the end of this run */
 } pipe_st;
 
 static struct fuzz_state {
@@ -367,6 +372,7 @@ static void drop_pipe(pipe_st *p)
     FZ_CHECK(evl_remove_fd(S.l, p->r) == 0, "evl_remove_fd failed: errno %d", errno);
     FZ_CHECK(evl_remove_fd(S.l, p->r) == -1 && errno == ENOENT, "evl_remove_fd twice did not fail ENOENT");
     fz_trace("  pipe %d: removed", (int)(p - S.ps));
+    FZ_CHECK(fcntl(p->r, F_GETFD) >= 0, "evl_remove_fd closed the fd");
     (void)close(p->r);
     if (p->w >= 0)
         (void)close(p->w);
@@ -406,6 +412,13 @@ static void misuse(conn_st *t)
                  "conn %d: accessors disagree", idx(t));
         FZ_CHECK(!evl_peer_eof(t->c) || t->peer_shut || t->peer_closed,
                  "conn %d: evl_peer_eof with the peer's write side open", idx(t));
+        struct iovec huge[2] = {{S.wbuf, SIZE_MAX}, {S.wbuf, 1}};
+        bool gone = writes_fail(t) || t->peer_closed || t->doomed;
+        FZ_CHECK(evl_writev(t->c, huge, -1) == -1 && (errno == EINVAL || (gone && errno == EPIPE)),
+                 "conn %d: evl_writev with iovcnt -1: errno %d", idx(t), errno);
+        if (!gone)
+            FZ_CHECK(evl_writev(t->c, huge, 2) == -1 && errno == EINVAL,
+                     "conn %d: evl_writev with a total past SIZE_MAX: errno %d", idx(t), errno);
         errno = 0;
         int r = evl_write(t->c, "", 0);
         FZ_CHECK(r == 0 || (r == -1 && errno == EPIPE && (writes_fail(t) || t->peer_closed || t->doomed)),
@@ -451,8 +464,10 @@ static void consume_elsewhere(conn_st *t, uint16_t k)
         return;
     size_t len;
     const uint8_t *d = (const uint8_t *)evl_data(t->c, &len);
-    if (len == 0)
+    if (len == 0) {
+        FZ_CHECK(d == NULL, "conn %d: evl_data with no input is not NULL/0", idx(t));
         return;
+    }
     FZ_CHECK(t->seen + len <= t->sent && fz_mismatch(d, len, t->in_stream, t->seen) == len,
              "conn %d: evl_data outside on_read is not the unconsumed input", idx(t));
     size_t n = k % (len + 1);
@@ -563,6 +578,7 @@ static void read_body(conn_st *s, evl_conn *c);
 static void on_read(evl_conn *c)
 {
     conn_st *s = st_of(c, "on_read");
+    FZ_CHECK(S.depth == 0, "on_read inside another callback (re-entrant)");
     conn_st *outer = S.reading;
     FZ_CHECK(outer == NULL, "on_read for conn %d inside on_read for conn %d", idx(s), outer ? idx(outer) : -1);
     S.depth++;
@@ -642,6 +658,7 @@ static void read_body(conn_st *s, evl_conn *c)
 static void on_drain(evl_conn *c)
 {
     conn_st *s = st_of(c, "on_drain");
+    FZ_CHECK(S.depth == 0, "on_drain inside another callback (re-entrant)");
     FZ_CHECK(!s->h_closed && !s->ended, "on_drain for conn %d, which is closing", idx(s));
     uint64_t p = pending_known(s) ? model_pending(s) : evl_pending(c);
     FZ_CHECK(p <= S.o.wbuf_low, "on_drain for conn %d with %llu pending > wbuf_low %zu", idx(s),
@@ -660,6 +677,12 @@ static void on_close(evl_conn *c)
     conn_st *s = evl_udata(c);
     FZ_CHECK(s >= S.cs && s < S.cs + S.nconns, "on_close: connection with unknown udata");
     FZ_CHECK(s->c == c && s->closes == 0, "on_close for conn %d called twice", idx(s));
+    FZ_CHECK(S.depth == 0, "on_close for conn %d inside another callback (re-entrant)", idx(s));
+    if (S.stopping) { /* inside evl_run: SIGTERM/SIGINT blocked, read by a signalfd */
+        sigset_t now;
+        (void)sigprocmask(SIG_BLOCK, NULL, &now);
+        FZ_CHECK(sigismember(&now, SIGTERM) && sigismember(&now, SIGINT), "SIGTERM/SIGINT not blocked in evl_run");
+    }
     fz_trace(" on_close conn %d: pending %zu", idx(s), evl_pending(c));
     s->closes++;
     S.closed++;
@@ -716,13 +739,28 @@ static void on_fd(evl_loop *l, int fd)
      * event was stale (for a pipe dropped earlier in this batch). */
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     FZ_CHECK(poll(&pf, 1, 0) == 1, "on_fd for fd %d, which is not readable: a stale event", fd);
+    FZ_CHECK(S.depth == 0, "on_fd inside another callback");
+    p->due = false;
     uint8_t tmp[512];
     ssize_t r;
-    while ((r = read(fd, tmp, sizeof tmp)) > 0)
-        ;
-    if (r == 0) { /* the writer is gone: unregister, or level triggering spins */
-        drop_pipe(p);
-        return;
+    /* Sometimes read only a part: level-triggered, it is reported again. */
+    size_t part = scripted() ? fz_u8(&S.in) % 4 : 0;
+    if (part) {
+        r = read(fd, tmp, part * 8);
+        if (r > 0 && poll(&pf, 1, 0) == 1 && !(pf.revents & POLLHUP)) {
+            p->due = true;
+            /* next run; with a small max_events epoll hands out the ready
+             * fds in turn: at most 9 of ours, max_events a run */
+            p->due_by = S.runs + 2 + (MAX_CONNS + MAX_PIPES + 1 + S.o.max_events - 1) / S.o.max_events;
+            fz_trace("  on_fd %d: read %zd, more left", fd, r);
+        }
+    } else {
+        while ((r = read(fd, tmp, sizeof tmp)) > 0)
+            ;
+        if (r == 0) { /* the writer is gone: unregister, or level triggering spins */
+            drop_pipe(p);
+            return;
+        }
     }
     S.depth++;
     if (scripted())
@@ -736,6 +774,7 @@ static void on_tick(evl_loop *l)
     FZ_CHECK(l == S.l && !S.freeing && S.in_run, "on_tick: wrong loop, after evl_free or outside a run");
     FZ_CHECK(S.o.tick_ms > 0, "on_tick with tick_ms 0");
     FZ_CHECK(S.ticks_at_run == UINT64_MAX || S.ticks == S.ticks_at_run, "on_tick twice in one iteration");
+    FZ_CHECK(S.depth == 0, "on_tick inside another callback (re-entrant)");
     S.ticks++;
     fz_trace(" on_tick");
     S.depth++;
@@ -761,6 +800,7 @@ static bool on_accept(evl_conn *c)
 {
     conn_st *s = dequeue();
     FZ_CHECK(s != NULL, "on_accept with no connection waiting");
+    FZ_CHECK(S.depth == 0, "on_accept inside another callback (re-entrant)");
     S.callbacks++;
     struct evl_stats st;
     evl_stats(S.l, &st);
@@ -936,7 +976,19 @@ static void check_state(void)
         FZ_CHECK(st.wbuf_peak >= p, "stats: wbuf_peak %llu < pending %zu", (unsigned long long)st.wbuf_peak, p);
         wsum += p;
         rsum += len;
+        if (!pending_known(s))
+            s->out_marked = false;
         if (pending_known(s)) {
+            /* write_quantum: at most that many bytes a connection per
+             * iteration. Between two checks lie the end of one iteration
+             * (writes from outside spend its budget) and a whole one. */
+            uint64_t out = s->got + queued_in(s->peer);
+            if (s->out_marked)
+                FZ_CHECK(out - s->out_mark <= 2 * (uint64_t)S.o.write_quantum,
+                         "conn %d: %llu bytes sent in one run and the writes before it, write_quantum %zu", i,
+                         (unsigned long long)(out - s->out_mark), S.o.write_quantum);
+            s->out_mark = out;
+            s->out_marked = true;
             uint64_t mp = model_pending(s);
             FZ_CHECK(p == mp, "conn %d: evl_pending %zu, the bytes exchanged say %llu", i, p,
                      (unsigned long long)mp);
@@ -962,6 +1014,11 @@ static void check_state(void)
             s->read_due = false;
         }
     }
+    for (int i = 0; i < MAX_PIPES; i++) {
+        pipe_st *pp = &S.ps[i];
+        if (pp->on && pp->due && !S.in_run && S.runs >= pp->due_by)
+            fz_fail("pipe %d: on_fd left bytes unread, and no on_fd in the next run (not level-triggered)", i);
+    }
     FZ_CHECK(st.wbuf_bytes == wsum && st.rbuf_bytes == rsum,
              "stats: wbuf_bytes %llu rbuf_bytes %llu, connections hold %llu and %llu",
              (unsigned long long)st.wbuf_bytes, (unsigned long long)st.rbuf_bytes, (unsigned long long)wsum,
@@ -976,6 +1033,7 @@ static int run(void)
     int n = evl_run_once(S.l, 0);
     S.in_run = false;
     FZ_CHECK(n >= 0, "evl_run_once failed: errno %d", errno);
+    FZ_CHECK(n <= S.o.max_events, "evl_run_once handled %d events, max_events %d", n, S.o.max_events);
     S.runs++;
     sync_refusals();
     check_state();
@@ -1197,6 +1255,11 @@ static void stop_and_run(void)
     S.stop_req = false;
     FZ_CHECK(rc == 0, "evl_run after evl_stop returned %d (errno %d)", rc, errno);
     FZ_CHECK(!evl_stopping(S.l), "evl_stopping still true after evl_run returned");
+    sigset_t now;
+    (void)sigprocmask(SIG_BLOCK, NULL, &now);
+    FZ_CHECK(sigismember(&now, SIGTERM) == sigismember(&S.mask0, SIGTERM) &&
+                 sigismember(&now, SIGINT) == sigismember(&S.mask0, SIGINT),
+             "evl_run returned without restoring the signal mask");
     struct evl_stats st;
     evl_stats(S.l, &st);
     FZ_CHECK(st.conns == 0 && S.closed == S.entered, "evl_run returned with %llu connections open",
@@ -1222,8 +1285,10 @@ static void teardown(int fds_before)
         if (s->peer >= 0)
             (void)close(s->peer);
     }
+    FZ_CHECK(S.lfd < 0 || fcntl(S.lfd, F_GETFD) >= 0, "evl_free closed the listener's fd");
     for (int i = 0; i < MAX_PIPES; i++) {
         if (S.ps[i].on) {
+            FZ_CHECK(fcntl(S.ps[i].r, F_GETFD) >= 0, "evl_free closed an extra fd");
             (void)close(S.ps[i].r);
             if (S.ps[i].w >= 0)
                 (void)close(S.ps[i].w);
@@ -1254,6 +1319,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     S.l = evl_new(&h, &S, &S.o);
     FZ_CHECK(S.l != NULL, "evl_new failed: errno %d", errno);
+    memset(&h, 0, sizeof h); /* "the handler struct is copied" */
     FZ_CHECK(evl_loop_udata(S.l) == &S && evl_get_options(S.l)->rbuf_max == S.o.rbuf_max,
              "evl_loop_udata/evl_get_options disagree with evl_new's arguments");
     if (S.lfd == 0)
