@@ -13,6 +13,7 @@
 
 #define EVL__READ_MAX        ((size_t)64 << 10) /* bytes per read() */
 #define EVL__ACCEPT_BATCH    128           /* accepts per listener event */
+#define EVL__DIRECT_IOV      64            /* buffers per direct sendmsg (< IOV_MAX) */
 #define EVL__ACCEPT_PAUSE_MS 100           /* after EMFILE: retry this late */
 
 /* An intrusive doubly linked list; a head is a link pointing at itself. */

@@ -252,10 +252,10 @@ const char *evl_data(const evl_conn *c, size_t *len);
 void evl_consume(evl_conn *c, size_t n);
 
 /* Queues len bytes for sending, in order after everything queued before.
- * With nothing pending, one send() is tried at once (unless this connection
- * spent its write_quantum in this iteration); the rest is buffered and drained
- * on EPOLLOUT. Never blocks. Returns 0 when all bytes are accepted
- * (sent or buffered), or -1 with errno:
+ * With nothing pending, one send() of at most what is left of this
+ * connection's write_quantum in this iteration is tried at once (none when it
+ * is spent); the rest is buffered and drained on EPOLLOUT. Never blocks.
+ * Returns 0 when all bytes are accepted (sent or buffered), or -1 with errno:
  *   EPIPE         the connection is closing or closed (evl_close/evl_abort,
  *                 or a previous error); nothing was queued
  *   EVL_EOVERFLOW pending would pass wbuf_max; the connection is aborted
@@ -264,9 +264,9 @@ void evl_consume(evl_conn *c, size_t n);
  * Pending at or above wbuf_high pauses reading this connection. */
 int evl_write(evl_conn *c, const void *buf, size_t len);
 /* Like evl_write for several buffers (one sendmsg when nothing is pending).
- * Any iovcnt >= 0 is accepted: beyond IOV_MAX the first IOV_MAX buffers are
- * tried at once and the rest queued. EINVAL for iovcnt < 0 or a total that
- * overflows size_t (nothing queued, the connection stays). */
+ * Any iovcnt >= 0 is accepted (also beyond IOV_MAX): the direct send takes at
+ * most the first 64 buffers, and the rest is queued. EINVAL for iovcnt < 0 or
+ * a total that overflows size_t (nothing queued, the connection stays). */
 int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt);
 
 /* Bytes accepted by evl_write and not yet handed to the kernel. */
