@@ -302,6 +302,7 @@ static void do_wake(conn_st *s)
     if (!s || !s->c)
         return;
     evl_wake(s->c);
+    s->quiet = false;
     size_t len;
     (void)evl_data(s->c, &len);
     fz_trace("  conn %d: evl_wake (%zu bytes of input)", idx(s), len);
@@ -474,6 +475,7 @@ static void consume_elsewhere(conn_st *t, uint16_t k)
     evl_consume(t->c, n);
     t->shown = t->seen + len > t->shown ? t->seen + len : t->shown;
     t->seen += n;
+    t->quiet = false;
     (void)evl_data(t->c, &len);
     fz_trace("  conn %d: consumed %zu outside on_read, %zu left", idx(t), n, len);
 }
@@ -599,6 +601,7 @@ static void read_body(conn_st *s, evl_conn *c)
                  "on_read for conn %d, paused at wbuf_high %zu, with %llu pending > wbuf_low %zu", idx(s),
                  S.o.wbuf_high, (unsigned long long)p, S.o.wbuf_low);
         s->paused = false;
+        s->quiet = false;
     }
     FZ_CHECK(evl_pending(c) < S.o.wbuf_high || evl_pending(c) <= S.o.wbuf_low,
              "on_read for conn %d with %zu pending >= wbuf_high %zu", idx(s), evl_pending(c), S.o.wbuf_high);
@@ -612,6 +615,10 @@ static void read_body(conn_st *s, evl_conn *c)
     FZ_CHECK(bad == len, "conn %d: input byte %llu is not what the peer sent", idx(s),
              (unsigned long long)(s->seen + bad));
     fz_trace(" on_read conn %d: %zu bytes at %llu", idx(s), len, (unsigned long long)s->seen);
+    /* "If it consumed nothing, the loop waits for more data": not the same
+     * input again (unless woken, or resumed from the wbuf_high pause) */
+    FZ_CHECK(!s->quiet || s->seen + len > s->shown,
+             "conn %d: on_read again with the same %zu bytes after consuming nothing, no new input", idx(s), len);
     s->shown = s->seen + len;
     s->reads++;
     s->read_due = false;
@@ -627,6 +634,7 @@ static void read_body(conn_st *s, evl_conn *c)
     fz_trace("  consume %zu", k);
     evl_consume(c, k == len ? len + (b >> 4) : k);
     s->seen += k;
+    s->quiet = k == 0;
     size_t rest;
     d = (const uint8_t *)evl_data(c, &rest);
     FZ_CHECK(rest == len - k, "conn %d: consume %zu of %zu left %zu", idx(s), k, len, rest);
@@ -996,6 +1004,7 @@ static void check_state(void)
                 /* drained to wbuf_low in this run: reading resumes, and
                  * input held back is served by the next run at the latest */
                 s->paused = false;
+                s->quiet = false;
                 fz_trace("  conn %d: resumed at %llu pending (model)", i, (unsigned long long)mp);
                 if (len > 0 && !s->h_closed && !s->read_due)
                     owe_read(s);
