@@ -189,6 +189,10 @@ void evl__conn_deliver(evl_conn *c)
     size_t before = evl__conn_input_len(c);
     if (before > 0 && !c->killed && !c->closing && !c->paused) {
         c->dispatched = l->iter;
+        /* This call serves any re-dispatch asked for before it: if it
+         * consumes nothing, the loop waits for more data (an evl_wake from
+         * inside on_read still asks again). */
+        evl__list_unlink(&c->ready);
         if (l->h.on_read)
             l->h.on_read(c);
         size_t after = evl__conn_input_len(c);
