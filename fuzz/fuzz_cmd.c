@@ -161,7 +161,9 @@ static const char *status_name(enum cmd_status s)
  * the model. Returns the status. */
 static enum cmd_status parse_checked(const char *b, size_t len, struct cmd *out)
 {
-    char *copy = malloc(len); /* malloc(0) too: then any read is past the end */
+    /* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): malloc(0)
+     * on purpose too: then any read is past the end */
+    char *copy = malloc(len);
     FZ_CHECK(copy != NULL, "out of memory");
     memcpy(copy, b, len);
     memset(out, 0xa5, sizeof *out); /* fields it leaves alone show up */

@@ -622,8 +622,8 @@ void evl_free(evl_loop *l)
         return;
     }
     l->busy = 1; /* on_close runs below: it must not free or run l either */
-    evl_conn *c;
     do { /* an on_close may adopt a connection: it is closed too */
+        evl_conn *c;
         while ((c = first_conn(&l->active)))
             evl__conn_kill(c);
         while ((c = first_conn(&l->closing)))
