@@ -161,8 +161,8 @@ static const char *status_name(enum cmd_status s)
  * the model. Returns the status. */
 static enum cmd_status parse_checked(const char *b, size_t len, struct cmd *out)
 {
-    /* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI): malloc(0)
-     * on purpose too: then any read is past the end */
+    /* malloc(0) on purpose too: then any read is past the end */
+    /* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI) */
     char *copy = malloc(len);
     FZ_CHECK(copy != NULL, "out of memory");
     memcpy(copy, b, len);
