@@ -64,7 +64,10 @@ typedef struct conn_st {
     uint64_t limit;           /* accepted + a failed write that may be half out */
     uint64_t got;             /* bytes the peer read */
     int closes;               /* on_close calls */
-    bool queued;              /* connected to the listener, not yet accepted */
+    bool queued;              /* connected to a listener, not yet accepted */
+    int lst;                  /*   to this one */
+    struct sockaddr_un name;  /*   from this (autobound) address, */
+    socklen_t name_len;       /*   by which the accepted end is known */
     bool refused;             /* refused: by on_accept or by max_conns */
     bool peer_shut, peer_closed, peer_eof;
     bool h_closed;            /* the handler called evl_close */
@@ -102,21 +105,20 @@ static struct fuzz_state {
     uint64_t runs;            /* evl_run_once calls completed */
     bool in_run, final, freeing;
     uint64_t entered, closed, overflows, overflows_maybe, callbacks;
-    int lfd;                  /* listening socket, or -1 */
-    int queue[MAX_CONNS];     /* connected, not accepted: accept order */
-    int qhead, qlen;
+    int lfd[2];               /* listening sockets side by side, or -1 */
+    bool no_accept;           /* on_accept is NULL: every connection kept */
     uint64_t refusals;        /* on_accept said no, or max_conns */
     bool stop_at_end;         /* evl_stop + evl_run after settling */
     bool stopping;            /*   ...and it is running */
     bool stop_req;            /* evl_stop called, evl_run not yet returned */
-    bool listening;           /* the listener is registered with the loop */
+    bool listening[2];        /* the listener is registered with the loop */
     int depth;                /* callbacks of ours on the stack */
     conn_st *reading;         /* the connection inside on_read, or NULL */
     uint64_t ticks;           /* on_tick calls */
     uint64_t ticks_at_run;    /*   ...when the current run began */
     sigset_t mask0;           /* the signal mask before anything ran */
-    struct sockaddr_un laddr; /* the listener's (abstract) address */
-    socklen_t laddr_len;
+    struct sockaddr_un laddr[2]; /* the listeners' (abstract) addresses */
+    socklen_t laddr_len[2];
     uint8_t wbuf[MAX_IO], rbuf[MAX_IO];
     struct iovec iov[MAX_IOV];
 } S;
@@ -137,9 +139,38 @@ static bool scripted(void) { return !S.final && S.in.n > 0; }
 
 static conn_st *pick(uint8_t b) { return S.nconns ? &S.cs[b % S.nconns] : NULL; }
 
-static conn_st *st_of(const evl_conn *c, const char *who)
+/* The waiting connection whose accepted end is fd: its peer's address. */
+static conn_st *identify(int fd)
 {
-    conn_st *s = evl_udata(c);
+    struct sockaddr_un a;
+    socklen_t n = sizeof a;
+    FZ_CHECK(getpeername(fd, (struct sockaddr *)&a, &n) == 0, "getpeername failed: errno %d", errno);
+    for (int i = 0; i < S.nconns; i++)
+        if (S.cs[i].queued && S.cs[i].name_len == n && memcmp(&S.cs[i].name, &a, n) == 0)
+            return &S.cs[i];
+    return NULL;
+}
+
+/* With on_accept NULL: a connection the loop accepted and kept, seen for
+ * the first time (in a callback, or by the scan after a run). */
+static conn_st *attach(evl_conn *c)
+{
+    FZ_CHECK(S.no_accept, "a connection without udata, and on_accept is set");
+    conn_st *s = identify(evl_fd(c));
+    FZ_CHECK(s != NULL, "an accepted connection nobody made");
+    FZ_CHECK(S.listening[s->lst], "conn %d accepted from a listener that is not registered", idx(s));
+    s->queued = false;
+    s->fd = evl_fd(c);
+    s->c = c;
+    evl_set_udata(c, s);
+    S.entered++;
+    fz_trace("  conn %d: accepted (no on_accept), fd %d", idx(s), s->fd);
+    return s;
+}
+
+static conn_st *st_of(evl_conn *c, const char *who)
+{
+    conn_st *s = evl_udata(c) ? evl_udata(c) : attach(c);
     FZ_CHECK(s >= S.cs && s < S.cs + S.nconns, "%s: connection with unknown udata", who);
     FZ_CHECK(s->c == c && s->closes == 0, "%s: called for conn %d after its on_close", who, idx(s));
     S.callbacks++;
@@ -380,31 +411,32 @@ static void drop_pipe(pipe_st *p)
     p->on = false;
 }
 
-static void listen_unix(void);
 static int run(void);
 
 /* evl_add_listener while running (and again after a stop removed it). */
-static void add_listener(void)
+static void add_listener(int k)
 {
-    if (S.lfd < 0)
+    if (S.lfd[k] < 0)
         return;
     errno = 0;
-    int r = evl_add_listener(S.l, S.lfd);
-    fz_trace("  evl_add_listener -> %d errno %d", r, r ? errno : 0);
-    if (S.listening) {
+    int r = evl_add_listener(S.l, S.lfd[k]);
+    fz_trace("  evl_add_listener(%d) -> %d errno %d", k, r, r ? errno : 0);
+    if (S.listening[k]) {
         FZ_CHECK(r == -1 && errno == EEXIST, "evl_add_listener of a registered listener: %d errno %d", r, errno);
         return;
     }
     FZ_CHECK(r == 0, "evl_add_listener failed: errno %d", errno);
-    S.listening = true;
+    S.listening[k] = true;
 }
 
 /* Calls evloop.h refuses or answers with a documented errno, whatever the
  * state: the loop must be unchanged by them. */
 static void misuse(conn_st *t)
 {
-    if (S.lfd >= 0 && S.listening)
-        FZ_CHECK(evl_remove_fd(S.l, S.lfd) == -1 && errno == ENOENT, "evl_remove_fd(listener) did not fail ENOENT");
+    for (int k = 0; k < 2; k++)
+        if (S.lfd[k] >= 0 && S.listening[k])
+            FZ_CHECK(evl_remove_fd(S.l, S.lfd[k]) == -1 && errno == ENOENT,
+                     "evl_remove_fd(listener) did not fail ENOENT");
     if (t && t->c && t->closes == 0) {
         FZ_CHECK(evl_add_fd(S.l, t->fd) == -1 && errno == EEXIST, "evl_add_fd(connection fd) did not fail EEXIST");
         FZ_CHECK(evl_adopt(S.l, t->fd) == NULL && errno == EEXIST, "evl_adopt(connection fd) did not fail EEXIST");
@@ -536,7 +568,7 @@ static void act(conn_st *self, uint8_t b)
         evl_stop(S.l);
         S.stop_req = true;
         break;
-    case 18: add_listener(); break;
+    case 18: add_listener((b >> 5) & 1); break;
     case 19: misuse(t); break;
     case 20: consume_elsewhere(pick(fz_u8(&S.in)), fz_u16(&S.in)); break;
     case 21: write_at_edge(t, fz_u8(&S.in)); break;
@@ -682,7 +714,7 @@ static void on_drain(evl_conn *c)
 
 static void on_close(evl_conn *c)
 {
-    conn_st *s = evl_udata(c);
+    conn_st *s = evl_udata(c) ? evl_udata(c) : attach(c);
     FZ_CHECK(s >= S.cs && s < S.cs + S.nconns, "on_close: connection with unknown udata");
     FZ_CHECK(s->c == c && s->closes == 0, "on_close for conn %d called twice", idx(s));
     FZ_CHECK(S.depth == 0, "on_close for conn %d inside another callback (re-entrant)", idx(s));
@@ -791,23 +823,12 @@ static void on_tick(evl_loop *l)
     S.depth--;
 }
 
-/* Connections are accepted in the order they connected: the queue head is
- * the one on_accept gets, or the one max_conns refused (no callback). */
-static conn_st *dequeue(void)
-{
-    if (S.qlen == 0)
-        return NULL;
-    conn_st *s = &S.cs[S.queue[S.qhead]];
-    S.qhead = (S.qhead + 1) % MAX_CONNS;
-    S.qlen--;
-    s->queued = false;
-    return s;
-}
-
 static bool on_accept(evl_conn *c)
 {
-    conn_st *s = dequeue();
-    FZ_CHECK(s != NULL, "on_accept with no connection waiting");
+    conn_st *s = identify(evl_fd(c));
+    FZ_CHECK(s != NULL, "on_accept for a connection nobody made (or an adopted one)");
+    FZ_CHECK(S.listening[s->lst], "conn %d accepted from a listener that is not registered", idx(s));
+    s->queued = false;
     FZ_CHECK(S.depth == 0, "on_accept inside another callback (re-entrant)");
     S.callbacks++;
     struct evl_stats st;
@@ -836,51 +857,79 @@ static bool on_accept(evl_conn *c)
     return true;
 }
 
-/* After a run: refusals the counter shows and no on_accept saw were
- * max_conns's, of the oldest waiting connections. */
+/* After a run. A waiting connection whose peer sees the end of the
+ * stream was accepted and closed at once: refused by max_conns (no
+ * callback). With on_accept NULL, connections accepted and kept that no
+ * callback showed yet are found by their fds. */
 static void sync_refusals(void)
 {
+    if (S.no_accept)
+        for (int fd = 0; fd < 256; fd++) {
+            evl_conn *c = evl_conn_of(S.l, fd);
+            if (c && !evl_udata(c))
+                (void)attach(c);
+        }
+    for (int i = 0; i < S.nconns; i++) {
+        conn_st *s = &S.cs[i];
+        struct pollfd pf = {.fd = s->peer, .events = POLLRDHUP};
+        if (s->queued && poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP))) {
+            fz_trace("  conn %d: refused by max_conns", i);
+            s->queued = false;
+            s->refused = true;
+            S.refusals++;
+        }
+    }
+    /* a peer we closed cannot tell: any of those is as good as another */
     struct evl_stats st;
     evl_stats(S.l, &st);
-    conn_st *s;
-    while (st.rejected > S.refusals && (s = dequeue()) != NULL) {
-        fz_trace("  conn %d: refused by max_conns", idx(s));
-        s->refused = true;
-        S.refusals++;
+    for (int i = 0; i < S.nconns && st.rejected > S.refusals; i++) {
+        conn_st *s = &S.cs[i];
+        if (s->queued && s->peer < 0) {
+            s->queued = false;
+            s->refused = true;
+            S.refusals++;
+        }
     }
 }
 
-static void listen_unix(void)
+static void listen_unix(int k)
 {
     static unsigned serial;
-    S.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    FZ_CHECK(S.lfd >= 0, "socket failed");
-    S.laddr.sun_family = AF_UNIX;
+    S.lfd[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    FZ_CHECK(S.lfd[k] >= 0, "socket failed");
+    struct sockaddr_un *a = &S.laddr[k];
+    a->sun_family = AF_UNIX;
     /* abstract: no file to clean up, and unique per process and input */
-    int n = snprintf(S.laddr.sun_path + 1, sizeof S.laddr.sun_path - 1, "evl-fuzz-%d-%u", (int)getpid(),
-                     serial++);
-    S.laddr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
-    FZ_CHECK(bind(S.lfd, (struct sockaddr *)&S.laddr, S.laddr_len) == 0 && listen(S.lfd, 2 * MAX_CONNS) == 0,
+    int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "evl-fuzz-%d-%u", (int)getpid(), serial++);
+    S.laddr_len[k] = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    FZ_CHECK(bind(S.lfd[k], (struct sockaddr *)a, S.laddr_len[k]) == 0 && listen(S.lfd[k], 2 * MAX_CONNS) == 0,
              "bind/listen failed: errno %d", errno);
-    FZ_CHECK(evl_add_listener(S.l, S.lfd) == 0, "evl_add_listener failed: errno %d", errno);
-    S.listening = true;
+    FZ_CHECK(evl_add_listener(S.l, S.lfd[k]) == 0, "evl_add_listener failed: errno %d", errno);
+    S.listening[k] = true;
 }
 
 static void peer_connect(void)
 {
     uint8_t b = fz_u8(&S.in);
-    if (S.lfd < 0 || S.nconns >= MAX_CONNS)
+    int k = S.lfd[1] >= 0 && (b & 0x10) ? 1 : 0;
+    if (S.lfd[k] < 0 || S.nconns >= MAX_CONNS)
         return;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     FZ_CHECK(fd >= 0, "socket failed");
-    FZ_CHECK(connect(fd, (struct sockaddr *)&S.laddr, S.laddr_len) == 0, "connect failed: errno %d", errno);
+    conn_st *s = &S.cs[S.nconns];
+    *s = (conn_st){.peer = fd, .fd = -1, .queued = true, .lst = k};
+    /* autobind: a unique abstract address, the accepted end's peer name */
+    struct sockaddr_un any = {.sun_family = AF_UNIX};
+    s->name_len = sizeof s->name;
+    FZ_CHECK(bind(fd, (struct sockaddr *)&any, sizeof(sa_family_t)) == 0 &&
+                 getsockname(fd, (struct sockaddr *)&s->name, &s->name_len) == 0,
+             "autobind failed: errno %d", errno);
+    FZ_CHECK(connect(fd, (struct sockaddr *)&S.laddr[k], S.laddr_len[k]) == 0, "connect failed: errno %d", errno);
     set_bufs(fd, b & 15u);
-    conn_st *s = &S.cs[S.nconns++];
-    *s = (conn_st){.peer = fd, .fd = -1, .queued = true};
+    S.nconns++;
     s->in_stream = 2u * (uint32_t)idx(s) + 1;
     s->out_stream = 2u * (uint32_t)idx(s) + 2;
-    S.queue[(S.qhead + S.qlen++) % MAX_CONNS] = idx(s);
-    fz_trace("  conn %d: peer fd %d connects", idx(s), fd);
+    fz_trace("  conn %d: peer fd %d connects to listener %d", idx(s), fd, k);
 }
 
 /* ---- the peer ----------------------------------------------------------- */
@@ -1153,7 +1202,9 @@ static void read_options(void)
     o->close_timeout_ms = (b & 0x10) ? 0 : LONG_MS;
     o->idle_timeout_ms = (b & 0x20) ? LONG_MS : 0;
     uint8_t b2 = fz_u8(&S.in);
-    S.lfd = (b2 & 1) ? 0 : -1; /* 0: make one, once the loop exists */
+    S.lfd[0] = (b2 & 1) ? 0 : -1; /* 0: make one, once the loop exists */
+    S.lfd[1] = (b2 & 0x80) && S.lfd[0] == 0 ? 0 : -1; /* a second one beside it */
+    S.no_accept = (b2 & 0x20) != 0;
     o->max_conns = b2 >> 1 & 3u;
     S.stop_at_end = (b2 & 8) != 0; /* after settling: no flush waits for the peer */
     o->tick_ms = (b2 & 0x40) ? 1 : 0;
@@ -1186,7 +1237,8 @@ static void settle(void)
         idle = moved == 0 && cb == S.callbacks && n == 0 ? idle + 1 : 0;
     }
     FZ_CHECK(idle >= 3, "the loop did not settle in %d rounds: it spins, or a stream never ends", MAX_ROUNDS);
-    FZ_CHECK(S.qlen == 0 || !S.listening, "%d connections to the listener never accepted", S.qlen);
+    for (int i = 0; i < S.nconns; i++)
+        FZ_CHECK(!S.cs[i].queued || !S.listening[S.cs[i].lst], "conn %d: connected to a listener, never accepted", i);
     for (int i = 0; i < S.nconns; i++) {
         conn_st *s = &S.cs[i];
         if (s->refused) {
@@ -1253,7 +1305,7 @@ static void stop_and_run(void)
     evl_stop(S.l);
     S.stop_req = true;
     FZ_CHECK(evl_stopping(S.l), "evl_stopping false after evl_stop");
-    S.listening = false; /* removed before any callback runs */
+    S.listening[0] = S.listening[1] = false; /* removed before any callback runs */
     S.in_run = true;
     S.ticks_at_run = UINT64_MAX; /* many iterations */
     (void)watchdog(true);
@@ -1294,7 +1346,8 @@ static void teardown(int fds_before)
         if (s->peer >= 0)
             (void)close(s->peer);
     }
-    FZ_CHECK(S.lfd < 0 || fcntl(S.lfd, F_GETFD) >= 0, "evl_free closed the listener's fd");
+    for (int k = 0; k < 2; k++)
+        FZ_CHECK(S.lfd[k] < 0 || fcntl(S.lfd[k], F_GETFD) >= 0, "evl_free closed a listener's fd");
     for (int i = 0; i < MAX_PIPES; i++) {
         if (S.ps[i].on) {
             FZ_CHECK(fcntl(S.ps[i].r, F_GETFD) >= 0, "evl_free closed an extra fd");
@@ -1303,8 +1356,9 @@ static void teardown(int fds_before)
                 (void)close(S.ps[i].w);
         }
     }
-    if (S.lfd >= 0)
-        (void)close(S.lfd);
+    for (int k = 0; k < 2; k++)
+        if (S.lfd[k] >= 0)
+            (void)close(S.lfd[k]);
     int fds_after = fz_count_fds();
     FZ_CHECK(fds_after == fds_before, "fds: %d open before, %d after", fds_before, fds_after);
 }
@@ -1319,7 +1373,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     (void)sigprocmask(SIG_BLOCK, NULL, &S.mask0);
 
     read_options();
-    evl_handler h = {.on_accept = on_accept, .on_read = on_read, .on_drain = on_drain,
+    evl_handler h = {.on_accept = S.no_accept ? NULL : on_accept, .on_read = on_read, .on_drain = on_drain,
                      .on_close = on_close, .on_fd = on_fd, .on_tick = on_tick};
     if (S.o.wbuf_low > 0) { /* inconsistent options are refused */
         evl_options bad = S.o;
@@ -1331,8 +1385,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&h, 0, sizeof h); /* "the handler struct is copied" */
     FZ_CHECK(evl_loop_udata(S.l) == &S && evl_get_options(S.l)->rbuf_max == S.o.rbuf_max,
              "evl_loop_udata/evl_get_options disagree with evl_new's arguments");
-    if (S.lfd == 0)
-        listen_unix();
+    for (int k = 0; k < 2; k++)
+        if (S.lfd[k] == 0)
+            listen_unix(k);
 
     adopt_pair();
     bool whole = true;
