@@ -234,6 +234,24 @@ static void note_pending(conn_st *s)
         s->drain_due = true;
 }
 
+/* Drained to wbuf_low (seen anywhere: a check after a run, on_drain, before
+ * a write): reading resumes, and input held back is owed an on_read. */
+static void note_drained(conn_st *s)
+{
+    if (!s->paused || !pending_known(s))
+        return;
+    uint64_t p = model_pending(s);
+    if (p > S.o.wbuf_low || p >= S.o.wbuf_high)
+        return;
+    s->paused = false;
+    s->quiet = false;
+    fz_trace("  conn %d: resumed at %llu pending (model)", idx(s), (unsigned long long)p);
+    size_t len;
+    (void)evl_data(s->c, &len);
+    if (len > 0 && !s->h_closed && !s->read_due)
+        owe_read(s);
+}
+
 /* ---- handler actions ---------------------------------------------------- */
 
 /* evl_write fails EPIPE: closing or closed (evl_close, evl_abort, the stop
@@ -250,6 +268,7 @@ static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
     if (n > MAX_OUT - s->accepted)
         n = (size_t)(MAX_OUT - s->accepted);
     fz_fill(S.wbuf, n, s->out_stream, s->accepted);
+    note_drained(s);
     size_t before = evl_pending(s->c);
     fz_trace("  conn %d: %s %zu bytes (%d buffers, pending %zu)", idx(s), vec ? "writev" : "write", n,
              vec ? iovcnt : 1, before);
@@ -705,6 +724,7 @@ static void on_drain(evl_conn *c)
              (unsigned long long)p, S.o.wbuf_low);
     FZ_CHECK(s->drain_due, "on_drain for conn %d, whose pending never went above wbuf_low", idx(s));
     s->drain_due = false;
+    note_drained(s);
     fz_trace(" on_drain conn %d: pending %zu", idx(s), evl_pending(c));
     S.depth++;
     if (scripted())
