@@ -165,7 +165,9 @@ static void m_field(const char *b, const mline *ln, mhead *m, int *hosts, int *l
         *close |= m_token_in(val, vn, "close");
         *ka |= m_token_in(val, vn, "keep-alive");
     } else if (c == 14 && strncasecmp(l, "content-length", 14) == 0) {
-        bool zero = vn > 0 && strspn(val, "0") >= vn;
+        bool zero = vn > 0;
+        for (size_t i = 0; i < vn; i++)
+            zero &= val[i] == '0';
         if (!zero || ++*lengths > 1)
             m->codes |= code_bit(400); /* a GET carries no body */
     } else if (c == 17 && strncasecmp(l, "transfer-encoding", 17) == 0) {

@@ -241,7 +241,7 @@ static void note_drained(conn_st *s)
     if (!s->paused || !pending_known(s))
         return;
     uint64_t p = model_pending(s);
-    if (p > S.o.wbuf_low || p >= S.o.wbuf_high)
+    if (p > S.o.wbuf_low) /* at low == high, "at or below low" wins: resumed */
         return;
     s->paused = false;
     s->quiet = false;
@@ -648,7 +648,7 @@ static void read_body(conn_st *s, evl_conn *c)
      * kernel took enough that at most wbuf_low is left in the loop. */
     if (s->paused && pending_known(s)) {
         uint64_t p = model_pending(s);
-        FZ_CHECK(p <= S.o.wbuf_low && p < S.o.wbuf_high,
+        FZ_CHECK(p <= S.o.wbuf_low,
                  "on_read for conn %d, paused at wbuf_high %zu, with %llu pending > wbuf_low %zu", idx(s),
                  S.o.wbuf_high, (unsigned long long)p, S.o.wbuf_low);
         s->paused = false;
@@ -1069,7 +1069,7 @@ static void check_state(void)
             uint64_t mp = model_pending(s);
             FZ_CHECK(p == mp, "conn %d: evl_pending %zu, the bytes exchanged say %llu", i, p,
                      (unsigned long long)mp);
-            if (s->paused && mp <= S.o.wbuf_low && mp < S.o.wbuf_high) {
+            if (s->paused && mp <= S.o.wbuf_low) {
                 /* drained to wbuf_low in this run: reading resumes, and
                  * input held back is served by the next run at the latest */
                 s->paused = false;
