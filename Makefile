@@ -1,4 +1,4 @@
-# evloop — build and entry points (SPEC §2).
+# evloop — build and entry points (README.md: "Make targets").
 # This file holds what every part shares; each part adds its own rules in its
 # own fragment (lib/test/unit.mk, tools/tools.mk, conformance/conformance.mk,
 # stress/stress.mk, fuzz/fuzz.mk, bench/bench.mk, ci/ci.mk), so the parts stay
@@ -42,9 +42,11 @@ WERROR_SRCS   := $(LIB_SRCS)
 CHECK_TARGETS :=
 
 -include lib/test/unit.mk tools/tools.mk conformance/conformance.mk \
-         stress/stress.mk fuzz/fuzz.mk bench/bench.mk ci/ci.mk
+         stress/stress.mk fuzz/fuzz.mk bench/bench.mk ci/ci.mk \
+         lib/install.mk examples/examples.mk abi/abi.mk \
+         tools/faultinj/faultinj.mk
 
-.PHONY: all check lint werror clean deps-%
+.PHONY: all check fresh-check lint werror clean deps-%
 all: deps-build $(REL_LIB) $(ALL_BINS)
 
 $(BUILD)/obj/%.o: $(LIB)/%.c $(LIB_HDRS) | deps-build
@@ -66,9 +68,14 @@ werror: | deps-build deps-headers
 	  $$cc $(BASE_CFLAGS) -O2 -Werror -c $$f -o /dev/null || { echo "werror: $$cc $$f"; exit 1; }; \
 	done; echo "werror: $$cc clean on $(words $(WERROR_SRCS)) files"; done
 
-# The gate (SPEC §8): every stage, timed, with a summary table and reports.
+# The gate (ci/gate.sh; README.md: "Gate your fork"): every stage, timed, with a summary table and reports.
 check: | deps-gate
 	@ci/gate.sh $(GATE_ARGS)
+
+# The README's two commands in a clean clone on a minimal Debian 12 root
+# (tools/fresh-check.sh). Not part of check: it downloads a few hundred MB.
+fresh-check: | deps-fresh
+	@tools/fresh-check.sh $(FRESH_ARGS)
 
 # Static analysis: zero findings (suppressions carry their reason).
 lint: | deps-lint deps-headers
@@ -76,7 +83,7 @@ lint: | deps-lint deps-headers
 	  --inline-suppr --error-exitcode=1 -I$(LIB) $(WERROR_SRCS)
 	clang-tidy --quiet $(WERROR_SRCS) -- $(BASE_CFLAGS)
 
-# Installs what a target needs (SPEC §2): a no-op when all is present.
+# Installs what a target needs (tools/deps.sh, docs/DESIGN.md §4): a no-op when all is present.
 deps-%:
 	@tools/deps.sh $*
 

@@ -1,4 +1,4 @@
-# bench/bench.mk: the side-by-side benchmark (SPEC §7) and the parser tests.
+# bench/bench.mk: the side-by-side benchmark (bench/README.md) and the parser tests.
 # Included by the top Makefile; see its header for ALL_BINS, WERROR_SRCS and
 # CHECK_TARGETS.
 #   make bench                 full run, under 10 minutes (BENCH_QUICK=1: about one)

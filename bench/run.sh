@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/run.sh — evloop side by side with libuv, libevent, libev, a raw epoll
-# loop, Redis and nginx, on the same load in one run (SPEC §7, bench/README.md).
+# loop, Redis and nginx, on the same load in one run (bench/README.md).
 #
 #   bench/run.sh [--quick] [--reps N] [--rows a,b,...] [--list]
 #

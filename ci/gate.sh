@@ -8,21 +8,29 @@
 # Each stage is a make target; its output goes to build/reports/<stage>.log and
 # the last lines of a failing stage are shown here. At the end: one summary
 # table, build/reports/summary.json, build/reports/gate.xml (JUnit, one case
-# per stage) beside each stage's own JUnit XML. Exit status: non-zero if any
+# per stage) beside each stage's own JUnit XML, and index.html linking them all
+# (ci/report-index.sh). Exit status: non-zero if any
 # stage failed. Make variables (SERVER=, LIB=...) pass through: MAKEFLAGS.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 2
 
-# name | make target(s) | what it proves
+# name | make target(s) | JUnit | what it proves
+# JUnit "tests": the stage writes build/reports/<name>*.xml and the gate fails
+# it, whatever make's exit status, when those files count 0 test cases or any
+# failure, error or skip (a stage that ran no test has proved nothing). "-": none.
 STAGES=(
-  "build|all werror|release build; every C file warning-free under gcc and clang -Werror"
-  "unit|unit|unit tests under clang ASan+UBSan, leaks fatal"
-  "conformance|conformance|socket scenarios against the ASan test server"
-  "stress|stress-quick|slow readers, fanout, churn, fault injection against the ASan server"
-  "guard|guard-test|nbguard.so stops a blocking write and passes non-blocking ones"
-  "fuzz|fuzz-smoke|every fuzz target over its corpus plus new inputs"
-  "lint|lint|cppcheck and clang-tidy, zero findings"
-  "valgrind|unit-valgrind|unit tests on the release build under valgrind"
+  "build|all werror|-|release build; every C file warning-free under gcc and clang -Werror"
+  "unit|unit|tests|unit tests under clang ASan+UBSan, leaks fatal"
+  "conformance|conformance|tests|socket scenarios against the ASan test server"
+  "conf-mutants|conformance-mutants|tests|control run, then each seed fault put back into lib/ must fail the scenarios named for it"
+  "stress|stress-quick|tests|slow readers, fanout, churn, fault injection against the ASan server"
+  "guard|guard-test|-|nbguard.so stops a blocking write and passes non-blocking ones"
+  "install|install-check|tests|make install to a temporary DESTDIR; examples built with pkg-config (shared, static), smoke-tested"
+  "abi|abi-check abi-teeth|tests|abidiff against abi/libevloop.abi.xml (docs/ABI.md); the check's own teeth"
+  "fuzz|fuzz-smoke|tests|every fuzz target over its corpus plus new inputs"
+  "torture|torture-quick|tests|each library call failed in turn (first indices, last, regressions): no crash, leak, stall, wrong errno"
+  "lint|lint|-|cppcheck and clang-tidy, zero findings"
+  "valgrind|unit-valgrind|tests|unit tests on the release build under valgrind"
 )
 QUICK=(build unit conformance guard)
 
@@ -32,7 +40,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) want+=("${QUICK[@]}") ;;
     --stage) [ $# -ge 2 ] || usage; want+=("$2"); shift ;;
-    --list) for s in "${STAGES[@]}"; do IFS='|' read -r n t d <<<"$s"; printf '%-12s %s\n' "$n" "$d"; done; exit 0 ;;
+    --list) for s in "${STAGES[@]}"; do IFS='|' read -r n t j d <<<"$s"; printf '%-12s %s\n' "$n" "$d"; done; exit 0 ;;
     -h|--help) usage ;;
     *) echo "gate: unknown argument '$1'" >&2; usage ;;
   esac
@@ -60,13 +68,28 @@ count_tests() {
   echo "$n"
 }
 
+# Failures, errors and skips the stage's JUnit files report (testsuite
+# attributes; pytest writes one <testsuite>, cmocka one per <testsuites>). A
+# skipped test proved nothing: the project's tests fail, not skip, when a
+# tool is missing, so a skip here is a failure.
+count_failures() {
+  local n=0 f a
+  for f in "$REPORTS"/"$1"*.xml; do
+    [ -f "$f" ] || continue
+    for a in $(grep -o '<testsuite [^>]*' "$f" | grep -oE ' (failures|errors|skipped)="[0-9]+"' | grep -oE '[0-9]+'); do
+      n=$((n + a))
+    done
+  done
+  echo "$n"
+}
+
 xml_escape() { sed -e 's/&/\&amp;/g' -e 's/</\&lt;/g' -e 's/>/\&gt;/g'; }
 
 names=() results=() counts=() secs=()
 failed=0
 gate_start=$(date +%s)
 for s in "${STAGES[@]}"; do
-  IFS='|' read -r name targets desc <<<"$s"
+  IFS='|' read -r name targets junit desc <<<"$s"
   printf '%s\n' "${want[@]}" | grep -qx "$name" || continue
   log="$REPORTS/$name.log"
   rm -f "$REPORTS/$name"*.xml
@@ -77,10 +100,21 @@ for s in "${STAGES[@]}"; do
   rc=$?
   t1=$(date +%s.%N)
   dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  ntests=$(count_tests "$name")
+  why="exit $rc"
+  if [ $rc -eq 0 ] && [ "$junit" = tests ]; then
+    nbad=$(count_failures "$name")
+    if [ "$ntests" -eq 0 ]; then
+      rc=1 why="make passed but $REPORTS/$name*.xml count 0 tests"
+    elif [ "$nbad" -ne 0 ]; then
+      rc=1 why="make passed but $REPORTS/$name*.xml count $nbad failures/errors/skips"
+    fi
+    [ $rc -eq 0 ] || echo "gate: $why" >>"$log"
+  fi
   if [ $rc -eq 0 ]; then res=PASS; else res=FAIL; failed=$((failed + 1)); fi
-  names+=("$name"); results+=("$res"); counts+=("$(count_tests "$name")"); secs+=("$dt")
+  names+=("$name"); results+=("$res"); counts+=("$ntests"); secs+=("$dt")
   if [ $rc -ne 0 ]; then
-    echo "-- $name failed (exit $rc); last lines of $log:"
+    echo "-- $name failed ($why); last lines of $log:"
     tail -n 40 "$log" | sed 's/^/   | /'
   fi
 done
@@ -117,6 +151,10 @@ done
   done
   printf '</testsuite>\n'
 } >"$REPORTS/gate.xml"
+
+# One page linking every report (build/reports/index.html); a broken link is
+# reported here but does not change the gate's verdict.
+ci/report-index.sh "$REPORTS" >/dev/null || echo "gate: $REPORTS/index.html has problems (above)" >&2
 
 passed=$(( ${#names[@]} - failed ))
 echo

@@ -19,6 +19,9 @@ Fixtures
         wbuf_bytes == rbuf_bytes == outbox_bytes == 0 within 10 s; a test
         that means to leave connections open sets server.expect_conns, and
         servers without STATS (--mode echo|resp|http) skip it: check_stats).
+        Then its fds, seen in /proc/PID/fd, must be back to those it had at
+        start plus one per connection left open (Server.settled_fds: an fd
+        leak that the library's counters cannot show).
         Then it gets SIGTERM by its PID and must exit with code
         server.expect_exit (0 unless a test says otherwise) within 15 s; one
         that does not is killed, and the test errors. A server the test already stopped or waited for (stop(),
@@ -61,6 +64,7 @@ def start_server():
         if srv.check_stats and srv.alive():
             try:
                 srv.settled_stats()
+                srv.settled_fds()
             except AssertionError as e:
                 problems.append(f"server {srv.flags}: {e}")
         rc = srv.stop()

@@ -110,6 +110,24 @@ def cpu_used(srv, seconds):
     return srv.cpu_seconds() - cpu0
 
 
+# A spin check must be able to fail: its window must be long enough that a
+# spinning server (which gets 0.5-1 of a core even on a busy 2-core machine)
+# stands far above an idle one, beyond the clock tick (10 ms) and the STATS
+# calls around it. Measured on this machine (ASan server, load ~4): idle
+# 0.00-0.02 s over 2 s; the fault2_eintr_spins mutant 1.0-1.9 s over 2 s.
+SPIN_WINDOW_S = 2.0
+IDLE_CPU_FRACTION_MAX = 0.15
+
+
+def assert_no_spin(srv, what, seconds=SPIN_WINDOW_S):
+    """Fails if srv uses more than IDLE_CPU_FRACTION_MAX of a core over the
+    next `seconds` (in which the test gives it nothing to do)."""
+    cpu = cpu_used(srv, seconds)
+    assert cpu / seconds < IDLE_CPU_FRACTION_MAX, (
+        f"{cpu:.2f} s of CPU in {seconds:.1f} s ({cpu / seconds:.0%} of a core) {what}: a spin")
+    return cpu
+
+
 def linger0_close(sock):
     """Closes sock with SO_LINGER 0: the kernel sends an RST, not a FIN."""
     if isinstance(sock, Client):
@@ -120,8 +138,10 @@ def linger0_close(sock):
 
 def push_until_blocked(sock, data, seconds=2.0, quiet=0.5):
     """Sends data without blocking until all is sent, or the peer has taken
-    nothing for `quiet` seconds (it stopped reading), or `seconds` passed.
-    Returns the number of bytes sent. The socket is left blocking."""
+    nothing for `quiet` seconds, or `seconds` passed. Returns the number of
+    bytes sent. The socket is left blocking. Its return is no proof that the
+    server stopped reading (a deadline ends it too): a test that means "the
+    server paused" checks that with assert_server_not_reading."""
     if isinstance(sock, Client):
         sock = sock.sock
     sock.setblocking(False)
@@ -151,6 +171,40 @@ def push_until_blocked(sock, data, seconds=2.0, quiet=0.5):
     return sent
 
 
+def server_recv_q(srv, client):
+    """Bytes waiting unread in the server's receive queue for this client's
+    TCP connection, as the kernel reports it (ss: Recv-Q of the server-side
+    socket); None if ss shows no such socket."""
+    if isinstance(client, Client):
+        client = client.sock
+    cport = client.getsockname()[1]
+    out = subprocess.run(["ss", "-tnH", "state", "established",
+                          f"( sport = :{srv.port} and dport = :{cport} )"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def assert_server_not_reading(srv, client, settle=0.3, what="the server paused"):
+    """Positive proof that the server stopped reading this client (not only
+    that a send loop timed out): its receive queue holds data and does not
+    shrink over `settle` seconds."""
+    q0 = server_recv_q(srv, client)
+    time.sleep(settle)
+    q1 = server_recv_q(srv, client)
+    assert q0 and q1 and q1 >= q0, (
+        f"{what}: the server's receive queue for this client went {q0} -> {q1} bytes in "
+        f"{settle} s: it is still reading")
+    return q1
+
+
+def listen_backlog(srv):
+    """Connections waiting in the server's TCP accept queue (ss: Recv-Q of
+    its LISTEN socket), or None when nothing listens on its port."""
+    out = subprocess.run(["ss", "-ltnH", f"( sport = :{srv.port} )"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return int(out[1]) if len(out) > 1 else None
+
+
 def ping_rtts(client, count=None, seconds=None, timeout=2.0):
     """PING round trips on client (count of them, or for `seconds`), in
     seconds. Each reply must come within timeout (a loop blocked by another
@@ -164,6 +218,41 @@ def ping_rtts(client, count=None, seconds=None, timeout=2.0):
         rtts.append(time.monotonic() - t0)
         assert got == "PONG", f"PING answered {got!r}"
     return rtts
+
+
+# Round trips of a fast client's PINGs (ASan server, loopback, this shared
+# 2-core machine at load ~5), 5 runs of each test that calls assert_prompt:
+#   beside stalled or slow readers (TCP and unix), 60 000-138 000 PINGs a
+#   run: p50 0.01 ms, p90 0.01 ms, single worst 4-56 ms;
+#   behind a 64 MiB BLAST to a fast reader, 1 200-2 700 PINGs: p50
+#   0.01-0.83 ms, p90 0.5-3.2 ms, single worst 5-33 ms.
+# The bound is on the 90th percentile: PING_P90_MAX (10 ms, ~3x the worst
+# p90 behind a BLAST) and PING_P90_BESIDE_MAX for the stalled/slow readers
+# (1 ms: the scheduling floor of a loaded machine; measured 0.01 ms). The
+# single worst sample is reported, never judged (one late sample on a shared
+# machine is noise). A loop that blocks on a stalled socket, or serves a whole
+# stream first, delays nearly every PING, by seconds (then ping_rtts' own 2 s
+# timeout fails first).
+PING_P90_MAX = 0.010
+PING_P90_BESIDE_MAX = 0.001
+
+
+def percentile(xs, q):
+    """The q-th percentile (0-100) of xs, nearest rank."""
+    ys = sorted(xs)
+    return ys[min(len(ys) - 1, max(0, int(round(q / 100 * len(ys) + 0.5)) - 1))]
+
+
+def assert_prompt(rtts, what, p90_max=PING_P90_MAX):
+    """Fails if the 90th percentile of the round trips rtts (seconds) passes
+    p90_max; needs at least 20 samples to mean anything."""
+    assert len(rtts) >= 20, f"only {len(rtts)} round trips {what}: too few to judge"
+    p50, p90 = percentile(rtts, 50), percentile(rtts, 90)
+    print(f"round trips {what}: n={len(rtts)} p50={p50 * 1e3:.2f} p90={p90 * 1e3:.2f} "
+          f"max={max(rtts) * 1e3:.2f} ms")
+    assert p90 < p90_max, (
+        f"round-trip p90 {p90 * 1e3:.2f} ms {what} (p50 {p50 * 1e3:.2f}, worst {max(rtts) * 1e3:.1f} "
+        f"ms, {len(rtts)} samples; bound {p90_max * 1e3:.1f} ms)")
 
 
 def ready(srv, n=1, **kw):
@@ -190,7 +279,7 @@ def _blocks(seed):
 
 
 def pattern(n, seed, offset=0):
-    """Bytes [offset, offset + n) of BLAST's stream for seed (SPEC §4)."""
+    """Bytes [offset, offset + n) of BLAST's stream for seed (docs/PROTOCOL.md §4)."""
     if n <= 0:
         return b""
     blocks = _blocks(seed)
@@ -201,7 +290,7 @@ def pattern(n, seed, offset=0):
 
 
 def pattern_byte(i, seed):
-    """Byte i of the stream, straight from the SPEC's formula."""
+    """Byte i of the stream, straight from docs/PROTOCOL.md §4's formula."""
     return ((i ^ (i >> 8) ^ (i >> 16)) * 29 + seed) & 0xff
 
 
@@ -224,6 +313,7 @@ class Client:
         self.sock = sock
         self.timeout = timeout
         self.buf = b""
+        self.ended_by = None  # "eof" (FIN) or "reset" (RST) once the server closed
 
     @classmethod
     def tcp(cls, port, host="127.0.0.1", rcvbuf=None, **kw):
@@ -256,8 +346,10 @@ class Client:
             raise AssertionError(f"no data from the server within {timeout} s "
                                  f"(have {len(self.buf)} bytes: {self.buf[:80]!r})") from None
         except ConnectionResetError:
+            self.ended_by = "reset"
             return False
         if not data:
+            self.ended_by = "eof"
             return False
         self.buf += data
         return True
@@ -302,8 +394,10 @@ class Client:
             have += len(data)
         return b"".join(chunks)
 
-    def read_eof(self, timeout=None):
-        """Everything until the server closes (a reset counts as a close)."""
+    def read_eof(self, timeout=None, graceful=False):
+        """Everything until the server closes. A reset counts as a close,
+        unless graceful=True: then the close must be a FIN (an abort, or a
+        close with input left unread, resets; a graceful close must not)."""
         deadline = time.monotonic() + (timeout or self.timeout)
         while True:
             left = deadline - time.monotonic()
@@ -311,6 +405,9 @@ class Client:
                 raise AssertionError(f"the server did not close (have {self.buf[:80]!r})")
             if not self._fill(left):
                 data, self.buf = self.buf, b""
+                assert not graceful or self.ended_by == "eof", (
+                    f"the server reset the connection (RST) where a graceful close (FIN) was "
+                    f"due; got {len(data)} bytes first: {data[:80]!r}")
                 return data
 
     def closed_by_peer(self, timeout=0.5):
@@ -356,6 +453,7 @@ class Server:
         self.waited = False    # the test stopped or waited for it itself
         self.clients = []      # every Client from connect()
         self.expect_conns = 0  # test connections meant to stay open at the end
+        self.fd_baseline = None  # {fd: link} at start (settled_fds)
         mode = self.flags[self.flags.index("--mode") + 1] if "--mode" in self.flags[:-1] else "cmd"
         self.check_stats = mode == "cmd"  # STATS exists in cmd mode only
         self._stderr = tempfile.TemporaryFile()
@@ -377,7 +475,59 @@ class Server:
             self._read_listening()
             if self.wrapper:
                 self.pid = self._server_pid()
+            self.fd_baseline = self._fd_baseline()
         return self
+
+    def rss_kb(self):
+        """VmRSS of the server process from /proc (not from its STATS)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise AssertionError("no VmRSS")
+
+    def fds(self):
+        """The server's open fds: {number: what /proc/PID/fd links to}."""
+        out = {}
+        d = f"/proc/{self.pid}/fd"
+        for name in os.listdir(d):
+            try:
+                out[int(name)] = os.readlink(f"{d}/{name}")
+            except OSError:
+                pass  # closed while we looked
+        return out
+
+    def _fd_baseline(self):
+        """The fds of the server at rest before any client: read once evl_run
+        has made its signalfd (LISTENING is printed just before evl_run)."""
+        try:
+            return wait_for(lambda: (lambda f: f if any("signalfd" in t for t in f.values())
+                                     else None)(self.fds()),
+                            timeout=5, what="the server's signalfd (evl_run running)")
+        except (AssertionError, OSError):
+            return None  # not a server that runs evl_run: no fd check
+
+    def settled_fds(self, conns=None, timeout=5.0):
+        """At quiescence the server holds its starting fds plus one socket per
+        connection left open (expect_conns): more is an fd leak, seen from
+        outside through /proc/PID/fd, whatever the library's counters say.
+        (The STATS connections close asynchronously: waits up to timeout.)"""
+        if self.fd_baseline is None:
+            return
+        want = len(self.fd_baseline) + (self.expect_conns if conns is None else conns)
+        extra = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            now = self.fds()
+            extra = {n: t for n, t in now.items() if self.fd_baseline.get(n) != t}
+            if len(now) <= want:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"fd leak: the server holds {len(now)} fds at rest, want {want} "
+                    f"(its {len(self.fd_baseline)} at start + {want - len(self.fd_baseline)} "
+                    f"connections left open); new since start: {sorted(extra.items())[:20]}")
+            time.sleep(0.05)
 
     def _server_pid(self):
         """The server under a wrapper: the wrapper itself if it exec'd the

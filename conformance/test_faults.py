@@ -1,4 +1,4 @@
-"""The nine faults of the seed (SPEC §3, numbered 1-9): one scenario each
+"""The nine faults of the seed (docs/DESIGN.md §2, numbered 1-9): one scenario each
 (two for fault 6), named test_faultN_*. Each re-creates the situation in
 which the seed misbehaves and checks what a correct library does instead;
 conformance/mutants/faultN_*.patch puts each fault back into a copy of lib/
@@ -19,14 +19,8 @@ import threading
 import time
 import zlib
 
-from evltest import (check_pattern, cpu_used, linger0_close, push_until_blocked, ready,
-                     wait_for)
-
-# CPU seconds a server may use over a 1 s window in which it has nothing to
-# do but wait: a correct server uses ~0.01 s, a spinning one ~1 s. 0.3 leaves
-# room for ASan, a busy machine and the STATS calls around the window.
-IDLE_CPU_MAX = 0.3
-
+from evltest import (assert_no_spin, assert_server_not_reading, check_pattern, linger0_close,
+                     push_until_blocked, ready, wait_for)
 
 # ---- fault 1: EOF -------------------------------------------------------------
 
@@ -48,18 +42,16 @@ def test_fault1_eof_half_close_no_spin(start_server):
     c.sock.shutdown(socket.SHUT_WR)
     assert c.readline() == "PONG"
     time.sleep(0.3)  # the BLAST fills the socket buffers and stalls
-    cpu = cpu_used(srv, 1.0)
-    assert cpu < IDLE_CPU_MAX, f"{cpu:.2f} s of CPU in 1 s with only a half-closed, stalled peer"
+    assert_no_spin(srv, "with only a half-closed, stalled peer")
     check_pattern(c.read_exact(n, timeout=30), 1)
-    assert c.read_eof(5) == b"after the blast\nPONG\n", "partial line at EOF is dropped"
+    assert c.read_eof(5, graceful=True) == b"after the blast\nPONG\n", "partial line at EOF is dropped"
 
     # The same without a stream: many commands, then EOF at once.
     d = srv.connect()
     d.send("ECHO x\n" * 300)
     d.sock.shutdown(socket.SHUT_WR)
-    assert d.read_eof(5) == b"x\n" * 300
-    cpu = cpu_used(srv, 0.5)
-    assert cpu < IDLE_CPU_MAX, f"{cpu:.2f} s of CPU in 0.5 s after the half-closed peers left"
+    assert d.read_eof(5, graceful=True) == b"x\n" * 300
+    assert_no_spin(srv, "after the half-closed peers left")
     assert other.cmd("BCAST still here") == "MSG still here"
     st = srv.settled_stats(conns=1, close_clients=False)
     assert st["closed"] >= 2
@@ -77,7 +69,7 @@ def test_fault2_signals_do_not_stop(start_server):
     srv = start_server()
     (c,) = ready(srv, 1)
     sigs = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD, signal.SIGWINCH)
-    cpu0 = srv.cpu_seconds()
+    cpu0, t0 = srv.cpu_seconds(), time.monotonic()
     for i in range(100):
         for sig in sigs:
             srv.send_signal(sig)
@@ -89,7 +81,16 @@ def test_fault2_signals_do_not_stop(start_server):
             assert c.readline() == "PONG"
     assert srv.alive(), f"the server exited ({srv.proc.returncode}): {srv.stderr()[-2000:]}"
     assert c.cmd("ECHO still serving") == "still serving"
-    assert srv.cpu_seconds() - cpu0 < 1.0, "the signals made the server spin"
+    # The storm itself costs real work (400 signals, 1 MB of BLAST): bound it
+    # as a fraction of its wall time; then, with nothing left to do, a window
+    # long enough that a loop left busy-polling by a signal is unmistakable
+    # (the old check, "< 1.0 s of CPU" over a ~0.6 s storm, could not fail).
+    storm_s = time.monotonic() - t0
+    storm_cpu = srv.cpu_seconds() - cpu0
+    # Measured: 0.00 s of CPU over a 0.45 s storm; the fault2_eintr_spins
+    # mutant 0.39-0.41 s over 0.56-0.62 s.
+    assert storm_cpu / storm_s < 0.3, f"{storm_cpu:.2f} s of CPU in a {storm_s:.2f} s signal storm"
+    assert_no_spin(srv, "after the signal storm")
     srv.settled_stats()
     assert srv.stop() == 0
 
@@ -120,9 +121,8 @@ def test_fault3_emfile_no_spin_and_recovery(start_server):
         served = wait_for(lambda: (lambda s: s if len(s) >= room else None)(
             [c for c in clients if _has_line(c)]), timeout=5, what=f"{room} clients served")
         time.sleep(0.2)  # saturated now: let it settle into whatever it does
-        cpu = cpu_used(srv, 1.0)
+        assert_no_spin(srv, "while out of fds (spin on accept)")
         st = json.loads(admin.cmd("STATS"))
-        assert cpu < IDLE_CPU_MAX, f"{cpu:.2f} s of CPU in 1 s while out of fds (spin on accept)"
         assert st["emfile"] >= 1, st
         assert st["conns"] == 1 + room, st
         served = [c for c in clients if _has_line(c)]
@@ -224,7 +224,7 @@ def test_fault6_rbuf_max_closes(start_server):
     server's RSS must not grow with what the client pushed.
     Seed fault: 6 (input)."""
     srv = start_server("--rbuf-max", "16K", "--sndbuf", "65536")
-    rss0 = srv.stats()["rss_kb"]
+    rss0 = srv.rss_kb()
     c = srv.connect()
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     assert c.cmd("PING") == "PONG"
@@ -250,9 +250,11 @@ def test_fault6_rbuf_max_closes(start_server):
     # grown: the server stops reading) hold well under 1 MiB; 8 MiB is
     # generous, a server reading on would take all 48.
     assert sent < 8 << 20, f"the server took {sent >> 20} MiB of unconsumed input"
-    # ASan's quarantine keeps freed memory; 24 MiB is far above what a
-    # bounded server allocates here and far below 48 MiB.
-    assert st["rss_kb"] - rss0 < 24 << 10, f"RSS grew by {st['rss_kb'] - rss0} KiB"
+    # The server's RSS from /proc, not its STATS. Measured (4 runs, ASan):
+    # 476-492 KiB of growth; a server reading on would hold 48 MiB. Bound
+    # 2 MiB (~4x; it was 24 MiB).
+    grown = srv.rss_kb() - rss0
+    assert grown < 2 << 10, f"RSS grew by {grown} KiB"
 
 
 def test_fault6_wbuf_high_pauses(start_server):
@@ -266,8 +268,15 @@ def test_fault6_wbuf_high_pauses(start_server):
     c = srv.connect(rcvbuf=65536)
     c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     line = ("ECHO " + "w" * 995 + "\n").encode()
+    rss0 = srv.rss_kb()
     sent = push_until_blocked(c, line * 16384, seconds=5)
+    # What the server really holds, seen from outside (its RSS), not only its
+    # own wbuf_peak. Measured growth (ASan server): 2.1-5.3 MiB when it
+    # pauses at 256K; 46-48 MiB with the fault6_no_wbuf_pause mutant.
+    grown = srv.rss_kb() - rss0
+    assert grown < 12 << 10, f"the server's RSS grew by {grown} KiB for a client that reads nothing"
     assert sent < len(line) * 16384, "the server served a client that reads nothing, unbounded"
+    assert_server_not_reading(srv, c, what="paused at wbuf_high")
     st = srv.stats()
     assert st["wbuf_peak"] <= (256 << 10) + 2 * len(line), st
     assert st["rbuf_bytes"] <= 1 << 20, st
@@ -289,12 +298,15 @@ def test_fault7_tick_under_load(start_server):
     stop = threading.Event()
     errors = []
 
+    pumped = [0]
+
     def pump(c):
         chunk = b"z" * (1 << 20)
         try:
             c.send(f"SINK {1 << 62}\n")
             while not stop.is_set():
                 c.sock.sendall(chunk)
+                pumped[0] += len(chunk)
         except OSError as e:
             if not stop.is_set():
                 errors.append(e)
@@ -304,9 +316,9 @@ def test_fault7_tick_under_load(start_server):
         t.start()
     try:
         time.sleep(0.3)  # the streams are running
-        t0, st0 = time.monotonic(), srv.stats()
+        t0, st0, p0 = time.monotonic(), srv.stats(), pumped[0]
         time.sleep(1.5)
-        t1, st1 = time.monotonic(), srv.stats()
+        t1, st1, p1 = time.monotonic(), srv.stats(), pumped[0]
     finally:
         stop.set()
         for c in clients:
@@ -314,7 +326,11 @@ def test_fault7_tick_under_load(start_server):
         for t in threads:
             t.join(10)
     assert not errors, errors
-    ticks = st1["ticks"] - st0["ticks"]
+    # Ticks delivered: the server's own count of on_tick calls, not the
+    # library's "ticks" (a tick counted but never delivered would pass that).
+    assert st1["tick_calls"] == st1["ticks"], \
+        f"the library counted {st1['ticks']} ticks, on_tick ran {st1['tick_calls']} times"
+    ticks = st1["tick_calls"] - st0["tick_calls"]
     want = (t1 - t0) / 0.05
     iters = st1["iterations"] - st0["iterations"]
     # A third of the due ticks is generous (ASan, 2 cores shared with the
@@ -322,7 +338,10 @@ def test_fault7_tick_under_load(start_server):
     assert ticks >= want / 3, \
         f"{ticks} ticks in {t1 - t0:.2f} s under load (want ~{want:.0f}; {iters} iterations)"
     assert ticks <= want * 1.5 + 2, f"{ticks} ticks in {t1 - t0:.2f} s: a burst"
-    assert iters > 50, f"only {iters} iterations: the load did not run"
+    # The load ran, seen from the clients' side (not from the library's
+    # iteration count): the server took their bytes all through the window.
+    # Measured: 0.9-2.0 GiB in the 1.5 s; the floor is a quarter of the least.
+    assert p1 - p0 > 256 << 20, f"only {(p1 - p0) >> 20} MiB pumped in the window: no load"
 
 
 # ---- fault 8: SIGPIPE ------------------------------------------------------------------------

@@ -1,12 +1,13 @@
-"""Flow scenarios (SPEC §5): pipelining, half-close (shutdown and socat),
+"""Flow scenarios (conformance/README.md): pipelining, half-close (shutdown and socat),
 peer resets with writes pending, and slow or stalled readers beside a fast
 client. The STATS consistency check runs after each (conftest).
 
 Latency bounds: a PING round trip to an ASan server on loopback takes well
-under 1 ms when the loop is free. FAST_P100 = 250 ms is the worst single
-round trip allowed beside slow and stalled readers: 250x the usual, room for
-a loaded 2-core CI machine and ASan, while a loop that blocks on a stalled
-socket, or serves a whole stream before anything else, misses it by far
+under 1 ms when the loop is free. Beside slow and stalled readers the 90th
+percentile of a fast client's round trips must stay under
+evltest.PING_P90_MAX (measured values there); the single worst sample is
+reported, not judged. A loop that blocks on a stalled socket, or serves a
+whole stream before anything else, delays nearly every PING by far
 (forever, or seconds).
 """
 
@@ -19,10 +20,9 @@ import zlib
 
 import pytest
 
-from evltest import (check_pattern, linger0_close, pattern, ping_rtts, push_until_blocked,
+from evltest import (PING_P90_BESIDE_MAX, assert_prompt, assert_server_not_reading,
+                     check_pattern, linger0_close, pattern, ping_rtts, push_until_blocked,
                      ready)
-
-FAST_P100 = 0.25
 
 
 def _slow_reader(sock, rate_bytes, step, seconds, out):
@@ -48,7 +48,7 @@ def test_stalled_reader_beside_fast_client(start_server):
     ever blocks). One client asks for a 1 GiB BLAST and another for 8 MB of
     ECHO replies, and neither reads (--sndbuf 64K so the server meets
     EAGAIN at once); meanwhile a fast client's PINGs stay prompt (p100 <
-    FAST_P100). Then the stalled clients read and get their bytes intact.
+    PING_P90_MAX). Then the stalled clients read and get their bytes intact.
     (The ECHO client's requests stop being read at wbuf_high: it sends
     until the server stops taking them.)
     Guards the blocking-write mutant and seed fault 6 (bounded buffers).
@@ -65,9 +65,9 @@ def test_stalled_reader_beside_fast_client(start_server):
     sent = push_until_blocked(echoer, (line * 10000).encode(), seconds=3, quiet=0.3)
     nlines = sent // len(line)
     assert nlines < 10000, "the server served a non-reader without bound"
+    assert_server_not_reading(srv, echoer, what="the ECHO client paused at wbuf_high")
     rtts = ping_rtts(fast, seconds=1.0)
-    worst = max(rtts)
-    assert worst < FAST_P100, f"PING p100 {worst * 1000:.0f} ms beside stalled readers ({len(rtts)} PINGs)"
+    assert_prompt(rtts, "beside stalled readers", PING_P90_BESIDE_MAX)
     st = srv.stats()
     assert st["wbuf_peak"] <= (1 << 20) + 2 * len(line), st
     check_pattern(blaster.read_exact(4 << 20, timeout=20), 9)
@@ -78,7 +78,7 @@ def test_slow_reader_beside_fast_client(start_server):
     """Slow readers must not delay a fast client. Two read a BLAST slowly:
     one through socat with a tiny receive buffer (rcvbuf=4096) whose output
     the test drains at ~16 KiB/s, one a socket read at ~20 KiB/s; beside
-    them a fast client's PINGs stay prompt (p100 < FAST_P100). Every byte
+    them a fast client's PINGs stay prompt (p90 < PING_P90_MAX). Every byte
     the slow readers got is the BLAST pattern, in order (a write path that
     sends new bytes before queued ones shows here).
     Seed fault: none: fairness and write order."""
@@ -110,8 +110,7 @@ def test_slow_reader_beside_fast_client(start_server):
         rtts = ping_rtts(fast, seconds=1.2)
         for t in threads:
             t.join(10)
-        worst = max(rtts)
-        assert worst < FAST_P100, f"PING p100 {worst * 1000:.0f} ms beside slow readers ({len(rtts)} PINGs)"
+        assert_prompt(rtts, "beside slow readers", PING_P90_BESIDE_MAX)
         a, b = b"".join(got_socat), b"".join(got_slow)
         assert len(a) > 4096 and len(b) > 4096, (len(a), len(b))
         assert len(a) < n and len(b) < n, "the slow readers were not slow"
@@ -221,7 +220,7 @@ def test_half_close_shutdown_wr(start_server):
     c.sock.shutdown(socket.SHUT_WR)
     assert c.readline() == "first"
     check_pattern(c.read_exact(n, timeout=30), 7)
-    assert c.read_eof(10) == f"SUNK 4 {zlib.crc32(b'wxyz'):08x}\nlast\n".encode()
+    assert c.read_eof(10, graceful=True) == f"SUNK 4 {zlib.crc32(b'wxyz'):08x}\nlast\n".encode()
     assert other.cmd("BCAST after the close") == "MSG after the close"
     srv.settled_stats(conns=1, close_clients=False)
 

@@ -1,4 +1,4 @@
-"""Limits (SPEC §3 options, §5): what rbuf_max, wbuf_max, the close timeout,
+"""Limits (docs/DESIGN.md §1, lib/evloop.h options): what rbuf_max, wbuf_max, the close timeout,
 the idle timeout and max_conns close, pause or refuse, and that each is
 counted. (rbuf_max's and wbuf_high's own fault-6 scenarios, and fd
 exhaustion under prlimit, are in test_faults.py.) STATS consistency is
@@ -11,7 +11,8 @@ import threading
 import time
 import zlib
 
-from evltest import check_pattern, push_until_blocked, ready, wait_for
+from evltest import (assert_server_not_reading, check_pattern, push_until_blocked, ready,
+                     wait_for)
 
 
 def test_wbuf_max_closes_a_non_reader(start_server):
@@ -162,6 +163,7 @@ def test_wbuf_high_pause_does_not_starve_others(start_server):
     hog.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     line = "ECHO " + "h" * 1995 + "\n"
     sent = push_until_blocked(hog, (line * 2000).encode(), seconds=3, quiet=0.3)
+    assert_server_not_reading(srv, hog, what="the hog paused at wbuf_high")
     n = sent // len(line)
     others = ready(srv, 5)
     for o in others:

@@ -1,4 +1,4 @@
-"""evl-testsrv --mode resp and --mode http (SPEC §4).
+"""evl-testsrv --mode resp and --mode http (docs/PROTOCOL.md §6).
 
 resp: inline and multibulk PING and ECHO, pipelined, an unknown command is an
 error reply on an open connection, malformed input an error reply and a

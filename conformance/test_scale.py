@@ -1,4 +1,4 @@
-"""Many connections (SPEC §3 memory, §5): 10 000 idle connections at once,
+"""Many connections (docs/DESIGN.md §1 promise 8): 10 000 idle connections at once,
 all served and then closed cleanly, cheap while idle; and connection churn
 with resets. STATS consistency after each (conftest).
 """
@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from evltest import Client, cpu_used, linger0_close, san_env, wait_for
+from evltest import Client, assert_no_spin, linger0_close, san_env, wait_for
 
 
 def _raise_nofile(need):
@@ -23,7 +23,7 @@ def _raise_nofile(need):
         resource.setrlimit(resource.RLIMIT_NOFILE, (need, max(hard, need)))
     except (ValueError, OSError) as e:
         # Not a skip: 10 000 connections at once is a promise of the suite
-        # (SPEC §5), and this machine's kind allows 20 000 fds.
+        # (conformance/README.md), and this machine's kind allows 20 000 fds.
         pytest.fail(f"cannot raise RLIMIT_NOFILE to {need} (limits {old}): {e}")
     return old
 
@@ -47,7 +47,7 @@ def test_ten_thousand_idle_connections(nofile_for_10k, start_server):
     Seed fault: none: memory per idle connection, no idle CPU."""
     n = 10000
     srv = start_server("--tick-ms", "1000")
-    rss0 = srv.stats()["rss_kb"]
+    rss0 = srv.rss_kb()
     socks = []
     try:
         # In batches that fit the listen backlog (SOMAXCONN, 4096): a full
@@ -76,14 +76,14 @@ def test_ten_thousand_idle_connections(nofile_for_10k, start_server):
 
         st = srv.stats()
         assert st["wbuf_bytes"] == 0 and st["rbuf_bytes"] == 0, st
-        per_conn = (st["rss_kb"] - rss0) * 1024 / n
+        per_conn = (srv.rss_kb() - rss0) * 1024 / n
         # An idle connection is a struct, its handler state and an fdtab
-        # slot: a few hundred bytes, about 1 KiB with ASan's redzones. 8 KiB
-        # each would mean buffers kept while idle (a read buffer is 64 KiB).
-        # Measured: ~1 KiB with ASan.
-        assert per_conn < 8192, f"{per_conn:.0f} bytes of RSS per idle connection"
-        cpu = cpu_used(srv, 1.0)
-        assert cpu < 0.3, f"{cpu:.2f} s of CPU in 1 s with {n} idle connections"
+        # slot: a few hundred bytes, about 1 KiB with ASan's redzones.
+        # Measured (VmRSS from /proc, ASan server): 979 bytes per connection,
+        # the same in 3 runs. 2 KiB is 2x that: any buffer kept while idle
+        # (a 4 KiB page each) passes it.
+        assert per_conn < 2048, f"{per_conn:.0f} bytes of RSS per idle connection"
+        assert_no_spin(srv, f"with {n} idle connections")
     finally:
         for s in socks:
             s.close()
@@ -120,11 +120,13 @@ def test_connection_churn_with_resets(start_server):
 
     churn(500)
     wait_for(lambda: srv.stats()["conns"] == 1, timeout=10, what="the churned connections closed")
-    rss1 = srv.stats()["rss_kb"]
+    rss1 = srv.rss_kb()
     churn(1000)
     st = srv.settled_stats()
-    # 16 MiB is room for the allocator's caches and page granularity, while
-    # a kept 64 KiB buffer per connection would add 64 MB. Measured: ~1.6 MiB.
-    assert st["rss_kb"] - rss1 < 16 << 10, f"RSS grew by {st['rss_kb'] - rss1} KiB over 1000 connections"
+    # The allocator's caches and page granularity only: measured (4 runs,
+    # ASan, /proc VmRSS) 1.0-1.7 MiB; a kept 64 KiB buffer per connection
+    # would add 64 MB, a 4 KiB one 4 MB. Bound 5 MiB (~3x; it was 16 MiB).
+    grown = srv.rss_kb() - rss1
+    assert grown < 5 << 10, f"RSS grew by {grown} KiB over 1000 connections"
     # 1500 churned + the STATS connections, all but the last closed.
     assert st["accepted"] >= 1500 and st["accepted"] - st["closed"] == 1, st

@@ -1,4 +1,4 @@
-"""Smoke tests of evl-testsrv (SPEC §4): every command and every flag, once.
+"""Smoke tests of evl-testsrv (docs/PROTOCOL.md): every command and every flag, once.
 
 Each test starts its own server (conftest.start_server), talks to it over
 127.0.0.1 or a unix socket, and the fixture stops it with SIGTERM and
@@ -17,7 +17,7 @@ import zlib
 
 import pytest
 
-from evltest import check_pattern, pattern, pattern_byte, wait_for
+from evltest import assert_no_spin, assert_prompt, check_pattern, pattern, pattern_byte, wait_for
 
 STATS_KEYS = ("conns accepted closed rejected emfile overflow_closed idle_closed "
               "close_timeouts wbuf_bytes wbuf_peak rbuf_bytes ticks iterations rss_kb").split()
@@ -77,7 +77,7 @@ def test_commands_wait_for_a_streamed_blast(start_server):
 
 
 def test_blast_pattern_formula():
-    # The helper itself against the SPEC's formula, byte by byte.
+    # The helper itself against docs/PROTOCOL.md §4's formula, byte by byte.
     for seed in (0, 3, 255, 4294967295):
         want = bytes(pattern_byte(i, seed) for i in range(70000))
         assert pattern(70000, seed) == want
@@ -160,7 +160,7 @@ def test_quit(server):
     c = server.connect()
     c.send("QUIT\nPING\n")
     assert c.readline() == "BYE"
-    assert c.read_eof() == b"", "nothing after BYE"
+    assert c.read_eof(graceful=True) == b"", "nothing after BYE"
 
 
 def test_close_aborts(server):
@@ -238,15 +238,14 @@ def test_blast_to_a_fast_reader_shares_the_loop(server):
     fast.send(f"BLAST {n} 1\n")
     t = threading.Thread(target=reader)
     t.start()
-    worst, pings = 0.0, 0
+    rtts = []
     while not got:
         t0 = time.monotonic()
         assert probe.cmd("PING") == "PONG"
-        worst = max(worst, time.monotonic() - t0)
-        pings += 1
+        rtts.append(time.monotonic() - t0)
     t.join()
     assert got == [n]
-    assert worst < 0.25, f"a PING waited {worst * 1000:.0f} ms behind the BLAST ({pings} PINGs)"
+    assert_prompt(rtts, "behind a BLAST")
     assert server.stats()["blast_yields"] > 0
 
 
@@ -260,7 +259,7 @@ def test_blast_to_a_half_closed_peer(start_server):
     c.sock.shutdown(socket.SHUT_WR)
     time.sleep(0.3)
     check_pattern(c.read_exact(n), 21)
-    assert c.read_eof() == b"PONG\n"
+    assert c.read_eof(graceful=True) == b"PONG\n"
 
 
 # ---- flags ------------------------------------------------------------------
@@ -438,9 +437,7 @@ def test_fifo_two_writers(start_server, tmp_path):
         w.write(b"one\n")
     assert c.readline() == "MSG one"
     time.sleep(0.2)
-    cpu0 = srv.cpu_seconds()
-    time.sleep(1)  # no writer now: the server must not spin
-    assert srv.cpu_seconds() - cpu0 < 0.3
+    assert_no_spin(srv, "with no writer on the FIFO")
     with open(path, "wb") as w:
         w.write(b"two\nthree\npartial")
     assert c.readline() == "MSG two"
@@ -520,12 +517,10 @@ def test_sigterm_during_stalled_blast(start_server):
 
 def test_other_signals_do_not_stop_it(server):
     (c,) = ready(server, 1)
-    cpu0 = server.cpu_seconds()
     for _ in range(20):
         for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGWINCH, signal.SIGCHLD):
             server.send_signal(sig)
         time.sleep(0.005)
     assert c.cmd("PING") == "PONG"
-    time.sleep(0.3)
+    assert_no_spin(server, "after the signals")
     assert server.alive()
-    assert server.cpu_seconds() - cpu0 < 0.3

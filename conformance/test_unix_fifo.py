@@ -1,4 +1,4 @@
-"""Unix sockets, BCAST to stalled readers, and FIFO input (SPEC §4, §5).
+"""Unix sockets, BCAST to stalled readers, and FIFO input (docs/PROTOCOL.md §4, §7).
 
 BCAST policy (tools/testsrv/README.md): a receiver whose pending bytes
 would pass --wbuf-max is closed by the library (overflow_closed, and
@@ -16,12 +16,14 @@ import threading
 import time
 import zlib
 
-from evltest import check_pattern, cpu_used, ping_rtts, ready, wait_for
+from evltest import (PING_P90_BESIDE_MAX, assert_no_spin, assert_prompt, check_pattern,
+                     ping_rtts, ready, wait_for)
 
-# See test_flow.py: the worst PING round trip allowed beside a stalled reader.
-FAST_P100 = 0.25
-# See test_faults.py: CPU seconds allowed over 1 s of having nothing to do.
-IDLE_CPU_MAX = 0.3
+# The 90th percentile of BCAST round trips allowed (32 KB to 8 connections,
+# 4 of them stalled). Measured over 5 runs on this shared 2-core machine:
+# p50 0.15-0.20 ms, p90 0.30-0.95 ms, worst 1.8-4.9 ms. The bound is ~3x the
+# worst p90 (it was 250 ms on the single worst BCAST).
+BCAST_P90_MAX = 0.003
 
 
 def _collect_lines(client, count, out, errors, timeout=30):
@@ -87,7 +89,7 @@ def test_unix_pipelining_and_half_close(start_server, tmp_path):
     want = "".join(f"{i}\n" for i in range(2000)).encode()
     assert c.read_exact(len(want), timeout=20) == want
     check_pattern(c.read_exact(300000), 8)
-    assert c.read_eof(10) == f"SUNK {len(payload)} {zlib.crc32(payload):08x}\nPONG\n".encode()
+    assert c.read_eof(10, graceful=True) == f"SUNK {len(payload)} {zlib.crc32(payload):08x}\nPONG\n".encode()
 
 
 def test_unix_hup_data_delivered(start_server, tmp_path):
@@ -110,7 +112,7 @@ def test_unix_hup_data_delivered(start_server, tmp_path):
 def test_unix_stalled_reader_beside_fast_client(start_server, tmp_path):
     """The no-blocking promise on unix sockets: a client stalls on a 1 GiB
     BLAST (--sndbuf 64K bounds what the kernel holds for it), and another
-    client's PINGs stay prompt (p100 < FAST_P100); the server's pending
+    client's PINGs stay prompt (p90 < PING_P90_MAX); the server's pending
     bytes stay bounded, and the stalled client, reading at last, gets the
     pattern.
     Seed fault: none directly: the no-blocking promise (and 6)."""
@@ -120,7 +122,7 @@ def test_unix_stalled_reader_beside_fast_client(start_server, tmp_path):
     stalled.send(f"BLAST {1 << 30} 6\n")
     time.sleep(0.2)
     rtts = ping_rtts(fast, seconds=1.0)
-    assert max(rtts) < FAST_P100, f"PING p100 {max(rtts) * 1000:.0f} ms beside a stalled reader"
+    assert_prompt(rtts, "beside a stalled unix reader", PING_P90_BESIDE_MAX)
     assert srv.stats()["wbuf_peak"] <= 1 << 20
     check_pattern(stalled.read_exact(4 << 20, timeout=20), 6)
 
@@ -151,7 +153,7 @@ def test_bcast_to_stalled_readers(start_server):
                for k, f in enumerate(fast)]
     for t in readers:
         t.start()
-    worst = 0.0
+    times = []
     for i in range(100):
         # The fast receivers may lag a few lines, never by the cap (see
         # test_fifo_lines_to_a_stalled_receiver).
@@ -160,14 +162,15 @@ def test_bcast_to_stalled_readers(start_server):
         t0 = time.monotonic()
         text = f"{i:03d} " + "x" * 32000
         assert sender.cmd("BCAST " + text, timeout=5) == "MSG " + text
-        worst = max(worst, time.monotonic() - t0)
+        times.append(time.monotonic() - t0)
     for t in readers:
         t.join(30)
     assert not errors, errors
     for k in range(2):
         assert [g[4:7] for g in got[k]] == [f"{i:03d}" for i in range(100)], f"fast receiver {k}"
-    # A BCAST writes 32 KB to 8 connections: 250 ms is generous (see FAST_P100).
-    assert worst < FAST_P100, f"a BCAST took {worst * 1000:.0f} ms"
+    # A BCAST writes 32 KB to 8 connections. Measured (5 runs): see
+    # BCAST_P90_MAX; the worst single BCAST is reported, not judged.
+    assert_prompt(times, "per BCAST of 32 KB to 8 connections", BCAST_P90_MAX)
     st = json.loads(sender.cmd("STATS"))
     assert st["bcast_overflow"] == 4 and st["overflow_closed"] == 4, st
     assert st["bcast_dropped"] == 1 and st["outbox_bytes"] == 0, st
@@ -197,11 +200,9 @@ def test_fifo_writers_come_and_go_no_spin(start_server, tmp_path):
             assert c.readline(5) == f"MSG line {i}b"
         # The next writer starts a new stream only once this EOF was seen.
         wait_for(lambda: srv.stats()["fifo_reopens"] >= i + 1, what=f"writer {i}'s EOF")
-    cpu = cpu_used(srv, 1.0)
-    assert cpu < IDLE_CPU_MAX, f"{cpu:.2f} s of CPU in 1 s after the FIFO's writers left"
+    assert_no_spin(srv, "after the FIFO's writers left")
     with FifoWriter(path) as w:
-        cpu = cpu_used(srv, 1.0)
-        assert cpu < IDLE_CPU_MAX, f"{cpu:.2f} s of CPU in 1 s with a silent FIFO writer"
+        assert_no_spin(srv, "with a silent FIFO writer")
         w.write(b"late\n")
         assert a.readline(5) == "MSG late"
         assert b.readline(5) == "MSG late"

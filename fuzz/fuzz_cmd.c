@@ -1,7 +1,7 @@
 /*
  * fuzz_cmd: the test server's command parser (tools/testsrv/cmd.h) against a
- * reference model written from SPEC §4 and cmd.h, not from cmd.c: the grammar
- * as regular expressions (see model_parse).
+ * reference model written from docs/PROTOCOL.md §4 and cmd.h, not from cmd.c:
+ * the grammar as regular expressions (see model_parse).
  *
  * The first input byte picks the mode: the rest parsed as it is, or (top two
  * bits set) with a run of one byte inserted so the first line lands within +-128 bytes of
@@ -25,7 +25,7 @@
 
 /* ---- the model: the grammar as regular expressions ----------------------- *
  *
- * SPEC §4 and cmd.h say what a line is; what it means is said here as one
+ * docs/PROTOCOL.md §4 and cmd.h say what a line is; what it means is said here as one
  * POSIX extended regular expression per command form, matched against the
  * whole line (REG_STARTEND: NUL bytes are part of the line), numbers judged
  * by their digit strings (no arithmetic), text taken from the match

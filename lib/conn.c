@@ -55,7 +55,11 @@ static void update_interest(evl_conn *c)
     }
     if (c->wbuf.len > 0)
         want |= EPOLLOUT;
-    evl__set_interest(c->loop, &c->io, want);
+    /* A connection epoll will not watch as it needs (EPOLLOUT for pending
+     * output, EPOLLIN for input) would wait for an event that never comes,
+     * or be reported without end: abort it. */
+    if (evl__set_interest(c->loop, &c->io, want) < 0)
+        evl__conn_kill(c);
 }
 
 evl_conn *evl__conn_new(evl_loop *l, int fd)
@@ -102,8 +106,7 @@ void evl__conn_kill(evl_conn *c)
 void evl__conn_reap(evl_conn *c)
 {
     evl_loop *l = c->loop;
-    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, c->io.fd, NULL);
-    l->fdtab[c->io.fd] = NULL;
+    evl__unregister(l, &c->io); /* freed after the batch: c stays valid here */
     if (c->refused) {
         l->st.rejected++;
     } else {
@@ -115,7 +118,6 @@ void evl__conn_reap(evl_conn *c)
     (void)close(c->io.fd);
     evl__buf_free(&c->rbuf);
     evl__buf_free(&c->wbuf);
-    evl__bury(l, &c->io);
 }
 
 /* The write side is flushed: end the graceful close. */

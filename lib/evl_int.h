@@ -52,6 +52,7 @@ typedef struct evl__io {
     int fd;
     uint8_t kind;
     uint8_t dead;
+    uint8_t zombie;             /* dead, but epoll refused to forget it */
     uint32_t events;            /* interest registered with epoll now */
     struct evl__io *next_dead;  /* graveyard chain */
 } evl__io;
@@ -99,6 +100,7 @@ struct evl_loop {
     evl__link ready;            /* conns with input to re-dispatch */
     evl_conn *kill_head, **kill_tail;
     evl__io *graveyard;         /* freed at the end of the batch */
+    evl__io *zombies;           /* freed by evl_free (see evl__unregister) */
 
     evl__io **listeners;
     size_t nlisteners;
@@ -121,7 +123,8 @@ struct evl_loop {
 /* loop.c */
 int evl__fdtab_put(evl_loop *l, evl__io *io);
 void evl__bury(evl_loop *l, evl__io *io);
-void evl__set_interest(evl_loop *l, evl__io *io, uint32_t events);
+void evl__unregister(evl_loop *l, evl__io *io);
+int evl__set_interest(evl_loop *l, evl__io *io, uint32_t events);
 
 /* conn.c */
 evl_conn *evl__conn_new(evl_loop *l, int fd);

@@ -26,6 +26,16 @@
 #ifndef EVLOOP_H
 #define EVLOOP_H
 
+/* The version, defined here only (the Makefile derives the soname
+ * libevloop.so.MAJOR from it). MAJOR changes when the ABI breaks; MINOR when
+ * something is added (structs grow only at their end: docs/ABI.md); PATCH
+ * for fixes. MINOR and PATCH stay below 100. */
+#define EVL_VERSION_MAJOR 1
+#define EVL_VERSION_MINOR 0
+#define EVL_VERSION_PATCH 0
+#define EVL_VERSION_NUMBER \
+    (EVL_VERSION_MAJOR * 10000 + EVL_VERSION_MINOR * 100 + EVL_VERSION_PATCH)
+
 #include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -82,7 +92,18 @@ typedef struct evl_handler {
     /* Every tick_ms, measured by the clock and not by idle time, so it runs
      * under full load too (a loop that is never idle still ticks). */
     void (*on_tick)(evl_loop *l);
+
+    /* A stop began (evl_stop, SIGTERM, SIGINT), once per evl_run. The
+     * listeners are already removed from the loop: close the listen fds
+     * here, so a client that comes now is refused at once instead of waiting
+     * in the backlog until the process exits. The connections are still
+     * open: what is written here is flushed before they are closed. */
+    void (*on_stop)(evl_loop *l);
 } evl_handler;
+
+/* evl_handler, evl_options and struct evl_stats grow only at their end, and
+ * the functions that take them are macros passing the caller's sizeof: a
+ * program built against an older header keeps working (docs/ABI.md). */
 
 /* Limits and timers. Start from evl_options_default() and change fields; a
  * zeroed struct is NOT the defaults (0 means "off" for several fields).
@@ -137,13 +158,18 @@ struct evl_stats {
 
 /* ---- loop ------------------------------------------------------------- */
 
-void evl_options_default(evl_options *o);
+/* Fills *o with the defaults. */
+#define evl_options_default(o) evl_options_default_sized((o), sizeof(evl_options))
+void evl_options_default_sized(evl_options *o, size_t osize);
 
 /* A new loop. The handler struct is copied; udata is returned by
  * evl_loop_udata. NULL with errno EINVAL for inconsistent options
  * (wbuf_low > wbuf_high, a zero rbuf_max/write_quantum/max_events, a
  * wbuf_max below wbuf_high, negative times), or ENOMEM/EMFILE. */
-evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o);
+#define evl_new(h, udata, o) \
+    evl_new_sized((h), sizeof(evl_handler), (udata), (o), sizeof(evl_options))
+evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
+                        const evl_options *o, size_t osize);
 
 /* Closes every connection now (on_close for each, also for one that an
  * on_close adopts meanwhile), forgets extra fds and listeners without
@@ -152,18 +178,18 @@ evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o);
 void evl_free(evl_loop *l);
 
 /* Runs until SIGTERM, SIGINT or evl_stop, then stops gracefully: listeners are
- * removed, every connection (also one adopted during the stop) gets evl_close
- * (flush, then close, aborted after close_timeout_ms), and it returns 0 once
- * all are closed. listen_fd (a listening socket, or -1 for none) is added as
- * by evl_add_listener. SIGTERM/SIGINT are blocked in the calling thread while
- * it runs and read through a signalfd; the mask is restored on return.
- * Children forked from a callback inherit that block across exec (and would
- * ignore SIGTERM): give them evl_child_sigmask(). Other signals that
- * interrupt epoll_wait are ignored. Returns -1 with errno on a fatal error
- * (signalfd or epoll failing); the listener it added is removed again and the
- * mask restored, so a retry starts from the same state. Returns -1 with
- * EBUSY, doing nothing, when called from a callback of l (it is running
- * already). */
+ * removed, on_stop runs, every connection (also one adopted during the stop)
+ * gets evl_close (flush, then close, aborted after close_timeout_ms), and it
+ * returns 0 once all are closed. listen_fd (a listening socket, or -1 for
+ * none) is added as by evl_add_listener. SIGTERM/SIGINT are blocked in the
+ * calling thread while it runs and read through a signalfd; the mask is
+ * restored on return. Children forked from a callback inherit that block
+ * across exec (and would ignore SIGTERM): give them evl_child_sigmask().
+ * Other signals that interrupt epoll_wait are ignored. Returns -1 with errno
+ * on a fatal error (signalfd or epoll failing); the listener it added is
+ * removed again and the mask restored, so a retry starts from the same
+ * state. Returns -1 with EBUSY, doing nothing, when called from a callback
+ * of l (it is running already). */
 int evl_run(evl_loop *l, int listen_fd);
 
 /* The signal mask a child spawned from a callback should run with: the
@@ -198,6 +224,11 @@ bool evl_stopping(const evl_loop *l);
  * any other error (EPERM from a security module, say) pauses accepting for
  * 100 ms. The last two are counted in accept_errors. */
 int evl_add_listener(evl_loop *l, int listen_fd);
+/* Stops accepting from listen_fd (ENOENT if it is not a listener of this
+ * loop). Does not close it: close it at once if no one else accepts from it,
+ * or clients keep completing handshakes into its backlog. An accept event
+ * already fetched for it in the current batch is dropped. */
+int evl_remove_listener(evl_loop *l, int listen_fd);
 
 /* Registers fd for EPOLLIN (on_fd). The fd is set O_NONBLOCK. EEXIST if the
  * fd is already known to the loop. The caller keeps ownership of the fd. */
@@ -216,10 +247,17 @@ evl_conn *evl_conn_of(const evl_loop *l, int fd);
 evl_conn *evl_adopt(evl_loop *l, int fd);
 
 /* Fills *st with the loop's counters. */
-void evl_stats(const evl_loop *l, struct evl_stats *st);
+#define evl_stats(l, st) evl_stats_sized((l), (st), sizeof(struct evl_stats))
+void evl_stats_sized(const evl_loop *l, struct evl_stats *st, size_t stsize);
 
 void *evl_loop_udata(const evl_loop *l);
+/* The loop's options: the library's struct, at least as large as the
+ * caller's (a program must not run on a library older than its header:
+ * compare evl_version() with EVL_VERSION_NUMBER). */
 const evl_options *evl_get_options(const evl_loop *l);
+
+/* EVL_VERSION_NUMBER of the library running, not of the header compiled. */
+int evl_version(void);
 
 /* ---- listen helpers ----------------------------------------------------- */
 

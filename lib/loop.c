@@ -23,9 +23,17 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-void evl_options_default(evl_options *o)
+/* The caller's structs may come from an older header: smaller, since they
+ * grow only at the end. Copy what both know; the rest keeps its default
+ * (options), stays NULL (callbacks) or is not written (counters). */
+static size_t known(size_t caller_size, size_t our_size)
 {
-    *o = (evl_options){
+    return caller_size < our_size ? caller_size : our_size;
+}
+
+void evl_options_default_sized(evl_options *o, size_t osize)
+{
+    evl_options d = {
         .tick_ms = 5000,
         .rbuf_max = 1u << 20,
         .wbuf_low = 64u << 10,
@@ -37,6 +45,7 @@ void evl_options_default(evl_options *o)
         .write_quantum = 256u << 10,
         .max_events = 256,
     };
+    memcpy(o, &d, known(osize, sizeof d));
 }
 
 static int options_valid(const evl_options *o)
@@ -47,13 +56,16 @@ static int options_valid(const evl_options *o)
            (o->wbuf_max == 0 || o->wbuf_max >= o->wbuf_high);
 }
 
-evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o)
+evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
+                        const evl_options *o, size_t osize)
 {
+    evl_handler hd = {0};
     evl_options opts;
+    evl_options_default(&opts);
+    if (h)
+        memcpy(&hd, h, known(hsize, sizeof hd));
     if (o)
-        opts = *o;
-    else
-        evl_options_default(&opts);
+        memcpy(&opts, o, known(osize, sizeof opts));
     if (!h || !options_valid(&opts)) {
         errno = EINVAL;
         return NULL;
@@ -61,7 +73,7 @@ evl_loop *evl_new(const evl_handler *h, void *udata, const evl_options *o)
     evl_loop *l = calloc(1, sizeof *l);
     if (!l)
         return NULL;
-    l->h = *h;
+    l->h = hd;
     l->udata = udata;
     l->o = opts;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -134,15 +146,19 @@ static void free_graveyard(evl_loop *l)
  * registered with none (a paused listener that was shut down, a half-closed
  * unix connection waiting for its deferred reply) would be reported again in
  * every iteration: a spin. */
-void evl__set_interest(evl_loop *l, evl__io *io, uint32_t events)
+int evl__set_interest(evl_loop *l, evl__io *io, uint32_t events)
 {
     if (io->events == events)
-        return;
+        return 0;
     struct epoll_event ev = {.events = events, .data.ptr = io};
     int op = events == 0 ? EPOLL_CTL_DEL : io->events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD;
-    if (epoll_ctl(l->epfd, op, io->fd, &ev) == 0)
-        io->events = events;
+    if (epoll_ctl(l->epfd, op, io->fd, &ev) < 0)
+        return -1; /* ENOMEM, ENOSPC (max_user_watches) for an ADD */
+    io->events = events;
+    return 0;
 }
+
+static int reclaim_zombie(evl_loop *l, int fd);
 
 /* Registers a non-connection fd (listener, extra, signalfd) for EPOLLIN. */
 static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
@@ -162,7 +178,10 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
     io->kind = (uint8_t)kind;
     io->events = EPOLLIN;
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = io};
-    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 || evl__fdtab_put(l, io) < 0) {
+    int rc = epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
+    if (rc < 0 && errno == EEXIST && reclaim_zombie(l, fd) == 0)
+        rc = epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev); /* added again after removal */
+    if (rc < 0 || evl__fdtab_put(l, io) < 0) {
         int err = errno;
         (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
         free(io);
@@ -172,12 +191,58 @@ static evl__io *add_io(evl_loop *l, int fd, enum evl__kind kind)
     return io;
 }
 
-static void remove_io(evl_loop *l, evl__io *io)
+/* Takes io out of epoll and the fd table; it is freed at the end of the
+ * batch. If the kernel refuses the EPOLL_CTL_DEL, the registration lives on
+ * (while the fd, or a dup of it, is open) and its events still carry io:
+ * freeing io would hand them freed memory. io is kept instead, as a zombie
+ * whose events are dropped (retrying the DEL) until evl_free closes the
+ * epoll fd; even after ENOENT, which the loop's own bookkeeping rules out
+ * (a zombie then only costs its memory until evl_free). No interest means
+ * not registered (evl__set_interest). */
+void evl__unregister(evl_loop *l, evl__io *io)
 {
-    (void)epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
     l->fdtab[io->fd] = NULL;
+    if (io->events == 0 || epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL) == 0) {
+        evl__bury(l, io);
+        return;
+    }
+    io->dead = 1;
+    io->zombie = 1;
+    io->next_dead = l->zombies;
+    l->zombies = io;
+}
+
+/* An event for a zombie: try the DEL again, unless a live object has taken
+ * the fd number (the DEL would then remove its registration). */
+static void retry_zombie(evl_loop *l, evl__io *io)
+{
+    if (fdtab_get(l, io->fd) || epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL) < 0)
+        return;
+    for (evl__io **p = &l->zombies; *p; p = &(*p)->next_dead) {
+        if (*p == io) {
+            *p = io->next_dead;
+            break;
+        }
+    }
+    io->zombie = 0;
     evl__bury(l, io);
 }
+
+/* fd is being added again while a zombie still holds its registration
+ * (the caller's listener or extra fd stayed open): remove that first, or the
+ * ADD fails with EEXIST. 0 if a zombie of fd was reclaimed. */
+static int reclaim_zombie(evl_loop *l, int fd)
+{
+    for (evl__io *io = l->zombies; io; io = io->next_dead) {
+        if (io->fd == fd) {
+            retry_zombie(l, io);
+            return io->zombie ? -1 : 0;
+        }
+    }
+    return -1;
+}
+
+static void remove_io(evl_loop *l, evl__io *io) { evl__unregister(l, io); }
 
 int evl_add_fd(evl_loop *l, int fd)
 {
@@ -234,6 +299,17 @@ static void drop_listener_fd(evl_loop *l, int fd)
     evl__io *io = fdtab_get(l, fd);
     if (io && io->kind == EVL__LISTENER)
         drop_listener(l, io);
+}
+
+int evl_remove_listener(evl_loop *l, int listen_fd)
+{
+    evl__io *io = fdtab_get(l, listen_fd);
+    if (!io || io->kind != EVL__LISTENER) {
+        errno = ENOENT;
+        return -1;
+    }
+    drop_listener(l, io); /* buried: an event fetched in this batch is dropped */
+    return 0;
 }
 
 static void remove_listeners(evl_loop *l)
@@ -308,9 +384,12 @@ static void pause_accepting(evl_loop *l)
 
 static void resume_accepting(evl_loop *l)
 {
+    int failed = 0;
     for (size_t i = 0; i < l->nlisteners; i++)
-        evl__set_interest(l, l->listeners[i], EPOLLIN);
-    l->accept_resume = 0;
+        failed |= evl__set_interest(l, l->listeners[i], EPOLLIN) < 0;
+    /* A listener epoll would not take back (ENOMEM, ENOSPC) would never be
+     * watched again: try again after another pause. */
+    l->accept_resume = failed ? l->now + EVL__ACCEPT_PAUSE_MS : 0;
 }
 
 static void accept_some(evl_loop *l, evl__io *ls)
@@ -438,8 +517,11 @@ static void on_signalfd(evl_loop *l)
 static void dispatch(evl_loop *l, const struct epoll_event *ev)
 {
     evl__io *io = ev->data.ptr;
-    if (io->dead)
+    if (io->dead) {
+        if (io->zombie)
+            retry_zombie(l, io);
         return; /* unregistered earlier in this batch (fault 9) */
+    }
     switch (io->kind) {
     case EVL__CONN:
         evl__conn_event((evl_conn *)(void *)io, ev->events);
@@ -541,6 +623,8 @@ static void begin_stop(evl_loop *l)
 {
     l->stopping = 1;
     remove_listeners(l);
+    if (l->h.on_stop)
+        l->h.on_stop(l); /* closes the listen fds: late clients are refused */
     evl_conn *c;
     while ((c = first_conn(&l->active)))
         evl_close(c); /* moves it to closing, or kills it */
@@ -566,7 +650,13 @@ int evl_run(evl_loop *l, int listen_fd)
     sigaddset(&stop_set, SIGINT);
     /* Blocked and read through a signalfd: a stop is an event like any
      * other, and no handler runs in the middle of the loop's work. */
-    pthread_sigmask(SIG_BLOCK, &stop_set, &old);
+    int merr = pthread_sigmask(SIG_BLOCK, &stop_set, &old);
+    if (merr != 0) { /* unblocked, a SIGTERM would kill instead of stopping */
+        drop_listener_fd(l, listen_fd);
+        free_graveyard(l);
+        errno = merr;
+        return -1;
+    }
     l->child_mask = old;
     l->running = 1;
     int sfd = signalfd(-1, &stop_set, SFD_NONBLOCK | SFD_CLOEXEC);
@@ -635,7 +725,12 @@ void evl_free(evl_loop *l)
         if (l->fdtab[fd])
             remove_io(l, l->fdtab[fd]);
     free_graveyard(l);
-    close(l->epfd);
+    close(l->epfd); /* forgets every registration, the zombies' too */
+    while (l->zombies) {
+        evl__io *io = l->zombies;
+        l->zombies = io->next_dead;
+        free(io);
+    }
     free(l->listeners);
     free(l->fdtab);
     free(l->events);
@@ -652,12 +747,13 @@ static void add_buffered(const evl__link *list, struct evl_stats *st)
     }
 }
 
-void evl_stats(const evl_loop *l, struct evl_stats *st)
+void evl_stats_sized(const evl_loop *l, struct evl_stats *st, size_t stsize)
 {
-    *st = l->st;
-    st->wbuf_bytes = st->rbuf_bytes = 0;
-    add_buffered(&l->active, st);
-    add_buffered(&l->closing, st);
+    struct evl_stats all = l->st;
+    all.wbuf_bytes = all.rbuf_bytes = 0;
+    add_buffered(&l->active, &all);
+    add_buffered(&l->closing, &all);
+    memcpy(st, &all, known(stsize, sizeof all));
 }
 
 void *evl_loop_udata(const evl_loop *l) { return l->udata; }

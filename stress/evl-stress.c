@@ -1,4 +1,4 @@
-/* evl-stress: stress clients for evl-testsrv (SPEC §6).
+/* evl-stress: stress clients for evl-testsrv (stress/README.md, docs/PROTOCOL.md §8).
  *
  *   evl-stress SCENARIO --connect HOST:PORT [options]
  *   evl-stress report --rows FILE [--json FILE] [--junit FILE] [--note TEXT]...

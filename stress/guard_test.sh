@@ -57,7 +57,7 @@ check_clean() { # label prog
     rc=$?
     if [ "$rc" -ne 0 ]; then
         fail "$label" "exit $rc: $(head -c 200 "$work/err")"
-    elif ! grep -Eq '^max_write_us=[0-9]+ calls=[0-9]+ eagain=[1-9][0-9]* slowest=[a-z]+$' "$work/report" 2>/dev/null; then
+    elif ! grep -Eq '^max_write_us=[0-9]+ calls=[0-9]+ eagain=[1-9][0-9]* slowest=[a-z]+ eagain_writable=[0-9]+$' "$work/report" 2>/dev/null; then
         fail "$label" "report missing or malformed: $(cat "$work/report" 2>/dev/null)"
     elif [ "$(sed -E 's/.* calls=([0-9]+).*/\1/' "$work/report")" -lt 6 ]; then
         fail "$label" "too few guarded calls counted: $(cat "$work/report")"

@@ -1,4 +1,4 @@
-/* pattern.h: the BLAST byte pattern (SPEC §4), checked at memory speed.
+/* pattern.h: the BLAST byte pattern (docs/PROTOCOL.md §4), checked at memory speed.
  * byte i = ((i ^ (i >> 8) ^ (i >> 16)) * 29 + seed) & 0xff, i from 0. */
 #ifndef STRESS_PATTERN_H
 #define STRESS_PATTERN_H

@@ -1,4 +1,4 @@
-# stress/stress.mk: evl-stress, nbguard.so and the stress targets (SPEC §6).
+# stress/stress.mk: evl-stress, nbguard.so and the stress targets (stress/README.md).
 # Included by the top Makefile; see its header for ALL_BINS, WERROR_SRCS and
 # CHECK_TARGETS.
 

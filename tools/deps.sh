@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the make targets need, and nothing else.
 # Usage: tools/deps.sh [group...]
-#   groups: build unit conformance stress fuzz lint bench, and
+#   groups: build unit conformance stress fuzz lint headers bench install
+#         abi, fresh (make fresh-check), and
 #   gate  every package any stage of ci/gate.sh (make check) needs: installed
 #         once, before the first stage, so a fresh machine passes first time
 #         (the build stage compiles every C file: lib/test needs cmocka.h,
@@ -19,6 +20,9 @@ declare -A GROUP=(
   [fuzz]="afl++ zip"
   [lint]="cppcheck clang-tidy"
   [headers]="libcmocka-dev libuv1-dev libevent-dev libev-dev"
+  [fresh]="mmdebstrap git"
+  [install]="pkg-config binutils python3"
+  [abi]="abigail-tools"
   [bench]="libuv1-dev libevent-dev libev-dev redis-server redis-tools nginx-light wrk valgrind gnuplot slowhttptest"
 )
 
@@ -26,7 +30,7 @@ groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=(build)
 case "${groups[0]}" in
   all) groups=("${!GROUP[@]}") ;;
-  gate) groups=(build headers unit conformance stress fuzz lint) ;;
+  gate) groups=(build headers unit conformance stress fuzz lint install abi) ;;
 esac
 
 want=()

@@ -1,4 +1,4 @@
-# tools/tools.mk: evl-testsrv, the scripted test server (SPEC §4).
+# tools/tools.mk: evl-testsrv, the scripted test server (docs/PROTOCOL.md).
 # Included by the top Makefile; see its header for ALL_BINS, WERROR_SRCS and
 # CHECK_TARGETS. nbguard.so is built by stress/stress.mk.
 #   build/evl-testsrv        release (-O2), on $(REL_LIB)

@@ -7,10 +7,23 @@
 # Each program runs under `timeout S` (a hang is a failure, never a stuck
 # gate) with cmocka's JUnit output in REPORTS/NAME-<group>.xml; its stdout and
 # stderr go to REPORTS/NAME-<program>.log. A program fails if it exits non-zero
-# (a failed test, a sanitizer or valgrind error, a crash, the timeout), and
-# the run fails if any program does. Failing tests are listed with cmocka's
-# message; a program that died before writing its XML gets its log's tail.
+# (a failed test, a sanitizer or valgrind error, a crash, the timeout), or if
+# its JUnit XML is missing, counts no test, counts a failure, error or skip,
+# or holds fewer <testcase>s than it claims: a program that ran nothing fails,
+# whatever its exit status. The run fails if any program does. Failing tests
+# are listed with cmocka's message; a program that died before writing its
+# XML gets its log's tail.
+#
+# TU_FILTER (see testutil.h) selects tests by hand; a run of this script is a
+# gate over every test, so a TU_FILTER in the environment is refused (exit 2)
+# rather than allowed to filter the gate down to nothing.
 set -uo pipefail
+
+if [ -n "${TU_FILTER+set}" ]; then
+  echo "run-tests.sh: TU_FILTER is set ('${TU_FILTER}'): this runs every test; unset it" \
+       "(run one program by hand to filter)" >&2
+  exit 2
+fi
 
 name=unit reports=build/reports timeout_s=120 wrapper=""
 while [ $# -gt 0 ]; do
@@ -57,16 +70,31 @@ for prog in "$@"; do
   rc=$?
   t1=$(date +%s.%N)
   dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-  tests=- nfail=-
+  tests=- nfail=- skipped=0 cases=0
   if [ -s "$xml" ]; then
     tests=$(attr "$xml" tests); tests=${tests:-0}
     f=$(attr "$xml" failures); e=$(attr "$xml" errors)
+    skipped=$(attr "$xml" skipped); skipped=${skipped:-0}
     nfail=$(( ${f:-0} + ${e:-0} ))
+    cases=$(grep -c '<testcase ' "$xml")
     total=$((total + tests))
     failed_tests=$((failed_tests + nfail))
   fi
+  # The exit status alone is not trusted: the XML must show tests that ran.
   if [ $rc -eq 0 ]; then
-    res=PASS
+    if [ ! -s "$xml" ]; then
+      res="FAIL (exit 0 but no JUnit XML $xml)"; rc=1
+    elif [ "$tests" -eq 0 ]; then
+      res="FAIL (exit 0 but 0 tests ran)"; rc=1
+    elif [ "$nfail" != 0 ]; then
+      res="FAIL (exit 0 but the XML counts $nfail failures/errors)"; rc=1
+    elif [ "$skipped" != 0 ]; then
+      res="FAIL ($skipped tests skipped)"; rc=1
+    elif [ "$cases" -ne "$tests" ]; then
+      res="FAIL (the XML claims $tests tests but holds $cases)"; rc=1
+    else
+      res=PASS
+    fi
   elif [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     res="FAIL (timeout after ${timeout_s}s)"
   elif [ $rc -gt 128 ]; then

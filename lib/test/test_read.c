@@ -10,19 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Upper bound on epoll_wait calls in a window where the loop has nothing to
- * do and each evl_run_once waits up to 10 ms: about window/10 when idle, many
- * thousands when it spins. Far from both, so neither a slow machine nor a
- * fast one makes it flaky. */
-static uint64_t iterations_over(tu_state *s, int window_ms)
-{
-    uint64_t before = tu_stats(s).iterations;
-    uint64_t end = tu_now_ms() + (uint64_t)window_ms;
-    while (tu_now_ms() < end)
-        tu_step(s, 10);
-    return tu_stats(s).iterations - before;
-}
-#define SPIN_LIMIT(window_ms) ((uint64_t)(window_ms) / 2) /* idle: ~window/10 */
 
 /* ---- pipelining (fault 4) ------------------------------------------------- */
 
@@ -151,9 +138,7 @@ static void test_fault1_eof_no_spin(void **state)
     TU_RUN_UNTIL(s, r->reads == 1 && evl_peer_eof(r->c), 2000);
     assert_true(evl_pending(r->c) > 0);
 
-    uint64_t iters = iterations_over(s, 300);
-    if (iters > SPIN_LIMIT(300))
-        TU_FAIL("loop spins at EOF: %llu epoll_waits in 300 ms", (unsigned long long)iters);
+    tu_assert_no_spin(s, 300, "at EOF with a reply pending");
     assert_int_equal(r->closes, 0); /* the reply is still owed */
 
     /* the peer reads: every byte arrives, then the loop closes */
@@ -399,8 +384,7 @@ static void test_wake_redispatches_held_input(void **state)
     TU_RUN_UNTIL(s, r->reads == 1, 2000);
     /* consumed nothing: the loop waits for more data, without spinning and
      * without calling on_read again */
-    uint64_t iters = iterations_over(s, 200);
-    assert_true(iters <= SPIN_LIMIT(200));
+    tu_assert_no_spin(s, 200, "with held input and no new data");
     assert_int_equal(r->reads, 1);
     assert_int_equal(tu_stats(s).rbuf_bytes, 5);
     /* ready now: evl_wake brings the held input back without new data */

@@ -172,6 +172,14 @@ void tu_run_for(tu_state *s, int ms);
         }                                                                      \
     } while (0)
 
+/* Drives the loop for window_ms in evl_run_once(s->l, 10) calls and fails
+ * the test ("what") if it spun, judged from outside the library: by how many
+ * of those calls returned (each waits ~10 ms when there is nothing to do:
+ * about window/10; a spin returns at once, thousands of times) and by this
+ * process's CPU time (idle: a few ms; a spin: most of the window), never by
+ * the library's own iteration counter. */
+void tu_assert_no_spin(tu_state *s, int window_ms, const char *what);
+
 /* ---- the peer ------------------------------------------------------------ */
 
 void tu_track_fd(int fd);   /* closed by the teardown unless closed before */
@@ -206,7 +214,7 @@ bool tu_wait_readable(int fd, int max_ms);
 
 /* ---- data and time -------------------------------------------------------- */
 
-/* The BLAST pattern of SPEC §4: byte i = ((i ^ i>>8 ^ i>>16) * 29 + seed). */
+/* The BLAST pattern of docs/PROTOCOL.md §4: byte i = ((i ^ i>>8 ^ i>>16) * 29 + seed). */
 static inline unsigned char tu_pat(uint64_t i, uint32_t seed)
 {
     return (unsigned char)(((i ^ (i >> 8) ^ (i >> 16)) * 29 + seed) & 0xff);

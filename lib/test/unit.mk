@@ -8,6 +8,8 @@
 #   make unit-valgrind   every release program under valgrind (memcheck)
 #   make unit-build      build both, run nothing
 #   TU_FILTER='*fault4*' build/asan/test/test_read    one program, some tests
+#   lib/test/promise_mutants.py   each test_promises test fails on its lib mutant
+#   (make unit refuses a TU_FILTER: the stage runs every test or fails)
 
 UNIT_SRCS   := $(sort $(wildcard lib/test/test_*.c))
 UNIT_NAMES  := $(UNIT_SRCS:lib/test/%.c=%)

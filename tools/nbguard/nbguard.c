@@ -7,14 +7,18 @@
  * aborts: a violation is a crash, never a number in a report. Regular files and
  * ttys are not guarded (a server prints its LISTENING line to stdout).
  *
- * The check is the fd's O_NONBLOCK flag, as SPEC §6 says, not MSG_DONTWAIT: a
+ * The check is the fd's O_NONBLOCK flag, as docs/PROTOCOL.md §8 says, not MSG_DONTWAIT: a
  * blocking fd blocks the loop elsewhere too (read, accept, a later write
  * without the flag), so it is what the guard insists on.
  *
  * Every guarded call is timed (CLOCK_MONOTONIC); the longest one, the number of
  * guarded calls and how many returned EAGAIN are written at exit to the file
  * named by $NBGUARD_REPORT, as one line:
- *   max_write_us=12 calls=12345 eagain=678 slowest=send
+ *   max_write_us=12 calls=12345 eagain=678 slowest=send eagain_writable=9
+ * eagain_writable counts the EAGAINs after which poll() found the fd writable
+ * at once: the kernel refuses a write only when the buffer is full, so these
+ * are (nearly all) EAGAINs that a fault injector (libfiu) made up; the stress
+ * run uses the count to prove that the injector really reached the server.
  *
  * Limits: only calls that go through the dynamic symbols are seen (the
  * program's own calls and other libraries'); glibc's internal writes (stdio
@@ -22,12 +26,13 @@
  * destructor, so a process that dies by a signal or _exit() leaves none.
  *
  * The hot path does not allocate and takes no lock: two syscalls (fstat,
- * fcntl), two vDSO clock reads and relaxed atomics, so it is safe in a signal
+ * fcntl; a third, poll, after an EAGAIN), two vDSO clock reads and relaxed atomics, so it is safe in a signal
  * handler and in several threads at once. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -57,6 +62,7 @@ static const char *const call_name[] = {"write", "writev", "send", "sendmsg", "s
 static atomic_uint_fast64_t max_ns;
 static atomic_uint_fast64_t ncalls;
 static atomic_uint_fast64_t neagain;
+static atomic_uint_fast64_t neagain_writable;
 static atomic_int slowest = C_WRITE;
 
 /* dlsym is not async-signal-safe, so everything is resolved in the
@@ -159,12 +165,16 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void account(enum call c, uint64_t t0, ssize_t r, int err)
+static void account(enum call c, int fd, uint64_t t0, ssize_t r, int err)
 {
     uint64_t d = now_ns() - t0;
     atomic_fetch_add_explicit(&ncalls, 1, memory_order_relaxed);
-    if (r < 0 && (err == EAGAIN || err == EWOULDBLOCK))
+    if (r < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
         atomic_fetch_add_explicit(&neagain, 1, memory_order_relaxed);
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        if (poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+            atomic_fetch_add_explicit(&neagain_writable, 1, memory_order_relaxed);
+    }
     uint_fast64_t cur = atomic_load_explicit(&max_ns, memory_order_relaxed);
     while (d > cur) {
         if (atomic_compare_exchange_weak_explicit(&max_ns, &cur, d, memory_order_relaxed,
@@ -184,7 +194,7 @@ static void account(enum call c, uint64_t t0, ssize_t r, int err)
         uint64_t t0_ = now_ns();                                                                   \
         ssize_t r_ = real(__VA_ARGS__);                                                            \
         int e_ = errno;                                                                            \
-        account(c, t0_, r_, e_);                                                                   \
+        account(c, fd, t0_, r_, e_);                                                                   \
         errno = e_;                                                                                \
         return r_;                                                                                 \
     } while (0)
@@ -231,6 +241,8 @@ __attribute__((destructor)) static void nbguard_report(void)
     put_u64(line, sizeof line, &len, atomic_load(&neagain));
     put_str(line, sizeof line, &len, " slowest=");
     put_str(line, sizeof line, &len, call_name[atomic_load(&slowest)]);
+    put_str(line, sizeof line, &len, " eagain_writable=");
+    put_u64(line, sizeof line, &len, atomic_load(&neagain_writable));
     put_str(line, sizeof line, &len, "\n");
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)

@@ -1,5 +1,5 @@
 /*
- * cmd.h: the test server's command parser (SPEC §4, cmd mode).
+ * cmd.h: the test server's command parser (docs/PROTOCOL.md §4, cmd mode).
  *
  * A pure function: bytes in, one parsed command (or "need more", or an
  * error) out. No I/O, no globals, no allocation, so a fuzzer can drive it

@@ -1,4 +1,4 @@
-/* flags.c: evl-testsrv's command line (SPEC §4). */
+/* flags.c: evl-testsrv's command line (docs/PROTOCOL.md §1). */
 #include "flags.h"
 
 #include <errno.h>

@@ -1,5 +1,5 @@
 /*
- * http.h: the test server's HTTP/1.1 request parser (SPEC §4, --mode http).
+ * http.h: the test server's HTTP/1.1 request parser (docs/PROTOCOL.md §6, --mode http).
  *
  * A pure function: bytes in, one parsed request head (or "need more", or an
  * error with the status code to answer) out. No I/O, no globals, no

@@ -1,5 +1,5 @@
 /*
- * evl-testsrv: the scripted test server (SPEC §4) that conformance, stress,
+ * evl-testsrv: the scripted test server (docs/PROTOCOL.md) that conformance, stress,
  * fuzz and bench drive. This file: flags, signals, listening, the LISTENING
  * line, run, clean exit.
  *
@@ -100,7 +100,7 @@ int main(int argc, char **argv)
     int fd = listen_on(&f);
     if (fd < 0)
         goto out;
-    if (srv_start(s, l) < 0) {
+    if (srv_start(s, l, fd) < 0) {
         (void)fprintf(stderr, "evl-testsrv: cannot open the FIFO %s: %s\n", f.srv.fifo_path, strerror(errno));
         goto out;
     }
@@ -114,11 +114,12 @@ int main(int argc, char **argv)
         perror("evl-testsrv: event loop");
 out:
     evl_free(l);
-    srv_free(s);
     if (fd >= 0) {
-        close(fd);
+        if (srv_listen_fd(s) == fd) /* not closed by on_stop */
+            close(fd);
         if (f.unix_path)
             (void)unlink(f.unix_path);
     }
+    srv_free(s);
     return status;
 }

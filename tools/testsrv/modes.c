@@ -1,5 +1,5 @@
 /*
- * modes.c: --mode resp and --mode http (SPEC §4). The parsing is in resp.c
+ * modes.c: --mode resp and --mode http (docs/PROTOCOL.md §6). The parsing is in resp.c
  * and http.c (pure functions); this file turns a parsed request into its
  * reply. resp serves a whole pipeline per on_read call, as Redis does;
  * http, like cmd mode, one request per call (the library re-dispatches the

@@ -1,5 +1,5 @@
 /*
- * pattern.h: the BLAST byte pattern (SPEC §4).
+ * pattern.h: the BLAST byte pattern (docs/PROTOCOL.md §4).
  *   byte i = ((i ^ (i >> 8) ^ (i >> 16)) * 29 + seed) & 0xff, i from 0
  * Clients verify every byte against it, so it depends on the position in the
  * stream and never repeats with a short period.

@@ -1,5 +1,5 @@
 /*
- * resp.h: the test server's Redis-protocol parser (SPEC §4, --mode resp).
+ * resp.h: the test server's Redis-protocol parser (docs/PROTOCOL.md §6, --mode resp).
  *
  * A pure function: bytes in, one parsed request (or "need more", or a
  * protocol error) out. No I/O, no globals, no allocation: a fuzzer can drive

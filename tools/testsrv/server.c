@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "cmd.h"
@@ -275,10 +276,25 @@ static void on_fd(evl_loop *l, int fd)
         fifo_readable(s);
 }
 
-/* No work: present so that STATS "ticks" shows the timer runs. */
+/* Counts its own calls: STATS "tick_calls" shows that on_tick was really
+ * delivered, not only counted by the library ("ticks"). */
 static void on_tick(evl_loop *l)
 {
-    (void)l;
+    struct srv *s = evl_loop_udata(l);
+    s->n.tick_calls++;
+}
+
+/* A stop began: the loop no longer accepts, but the kernel would keep
+ * completing handshakes into the backlog of an open listen fd, and those
+ * clients would wait until exit for a reset. Closed now, a late client is
+ * refused at once. */
+static void on_stop(evl_loop *l)
+{
+    struct srv *s = evl_loop_udata(l);
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
 }
 
 const evl_handler srv_handler = {
@@ -288,6 +304,7 @@ const evl_handler srv_handler = {
     .on_close = on_close,
     .on_fd = on_fd,
     .on_tick = on_tick,
+    .on_stop = on_stop,
 };
 
 struct srv *srv_new(const struct srv_config *cfg)
@@ -296,6 +313,7 @@ struct srv *srv_new(const struct srv_config *cfg)
     if (!s)
         return NULL;
     s->cfg = *cfg;
+    s->listen_fd = -1;
     s->fifo_fd = -1;
     s->chunk = malloc(BLAST_CHUNK);
     if (!s->chunk) {
@@ -305,10 +323,16 @@ struct srv *srv_new(const struct srv_config *cfg)
     return s;
 }
 
-int srv_start(struct srv *s, evl_loop *l)
+int srv_start(struct srv *s, evl_loop *l, int listen_fd)
 {
     s->loop = l;
+    s->listen_fd = listen_fd;
     return s->cfg.fifo_path ? fifo_open(s) : 0;
+}
+
+int srv_listen_fd(const struct srv *s)
+{
+    return s->listen_fd;
 }
 
 void srv_free(struct srv *s)

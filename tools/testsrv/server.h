@@ -1,5 +1,5 @@
 /*
- * server.h: the test server's connection handlers (SPEC §4), cmd and echo
+ * server.h: the test server's connection handlers (docs/PROTOCOL.md §4), cmd and echo
  * modes (resp and http in modes.c), on the public evloop API only.
  */
 #ifndef TESTSRV_SERVER_H
@@ -24,9 +24,11 @@ extern const evl_handler srv_handler;
  * outlive the server). */
 struct srv *srv_new(const struct srv_config *cfg);
 
-/* Binds the server to its loop and opens the FIFO if one is configured.
- * -1 with errno on failure (the caller reports it). */
-int srv_start(struct srv *s, evl_loop *l);
+/* Binds the server to its loop and listen fd and opens the FIFO if one is
+ * configured. -1 with errno on failure (the caller reports it). The listen fd
+ * is closed by on_stop as a stop begins: srv_listen_fd tells if it was. */
+int srv_start(struct srv *s, evl_loop *l, int listen_fd);
+int srv_listen_fd(const struct srv *s);
 
 /* After evl_free (whose on_close calls still need the server). */
 void srv_free(struct srv *s);

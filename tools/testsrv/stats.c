@@ -36,11 +36,13 @@ void stats_reply(struct srv *s, evl_conn *c)
         ",\"wbuf_peak\":%" PRIu64 ",\"rbuf_bytes\":%" PRIu64 ",\"ticks\":%" PRIu64
         ",\"iterations\":%" PRIu64 ",\"rss_kb\":%" PRIu64
         ",\"bcast_msgs\":%" PRIu64 ",\"bcast_dropped\":%" PRIu64 ",\"bcast_overflow\":%" PRIu64
-        ",\"outbox_bytes\":%" PRIu64 ",\"fifo_lines\":%" PRIu64 ",\"fifo_reopens\":%" PRIu64 ",\"blast_yields\":%" PRIu64 "}\n",
+        ",\"outbox_bytes\":%" PRIu64 ",\"fifo_lines\":%" PRIu64 ",\"fifo_reopens\":%" PRIu64 ",\"blast_yields\":%" PRIu64
+        ",\"tick_calls\":%" PRIu64 "}\n",
         st.conns, st.accepted, st.closed, st.rejected, st.emfile, st.overflow_closed,
         st.idle_closed, st.close_timeouts, st.wbuf_bytes, st.wbuf_peak, st.rbuf_bytes,
         st.ticks, st.iterations, rss_kb(), s->n.bcast_msgs, s->n.bcast_dropped,
-        s->n.bcast_overflow, s->n.outbox_bytes, s->n.fifo_lines, s->n.fifo_reopens, s->n.blast_yields);
+        s->n.bcast_overflow, s->n.outbox_bytes, s->n.fifo_lines, s->n.fifo_reopens, s->n.blast_yields,
+        s->n.tick_calls);
     if (n > 0 && (size_t)n < sizeof line)
         (void)evl_write(c, line, (size_t)n);
 }

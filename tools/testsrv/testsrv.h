@@ -54,6 +54,8 @@ struct srv_counters {
     uint64_t fifo_reopens;   /* FIFO reopened after its last writer left */
     uint64_t blast_yields;   /* BLAST writes that stopped with bytes left,
                                 pending above wbuf_low: on_drain resumes */
+    uint64_t tick_calls;     /* on_tick calls this server received (the
+                                library's "ticks" counts them on its side) */
 };
 
 struct srv {
@@ -62,6 +64,7 @@ struct srv {
     struct sconn *conns;     /* list head */
     struct srv_counters n;
     uint8_t *chunk;          /* BLAST scratch, BLAST_CHUNK bytes */
+    int listen_fd;           /* closed by on_stop as a stop begins; -1 after */
     int fifo_fd;             /* -1 when none */
     bool fifo_created;       /* we made the FIFO node: remove it at exit */
     bool fifo_skip;          /* discarding a too-long FIFO line */
