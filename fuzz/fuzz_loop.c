@@ -115,6 +115,8 @@ static struct fuzz_state {
     int depth;                /* callbacks of ours on the stack */
     conn_st *reading;         /* the connection inside on_read, or NULL */
     uint64_t ticks;           /* on_tick calls */
+    int stops;                /* on_stop calls in this evl_run */
+    bool in_on_stop;          /*   inside it: connections still open */
     uint64_t ticks_at_run;    /*   ...when the current run began */
     sigset_t mask0;           /* the signal mask before anything ran */
     struct sockaddr_un laddr[2]; /* the listeners' (abstract) addresses */
@@ -258,7 +260,7 @@ static void note_drained(conn_st *s)
  * or evl_free), or a previous error. */
 static bool writes_fail(const conn_st *s)
 {
-    return s->h_closed || s->ended || s->write_failed || s->closes > 0 || s->stop_closed;
+    return s->h_closed || s->ended || s->write_failed || s->closes > 0 || (s->stop_closed && !S.in_on_stop);
 }
 
 static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
@@ -843,6 +845,22 @@ static void on_tick(evl_loop *l)
     S.depth--;
 }
 
+/* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
+static void on_stop(evl_loop *l)
+{
+    FZ_CHECK(l == S.l && S.stopping, "on_stop outside a stop");
+    FZ_CHECK(S.depth == 0, "on_stop inside another callback (re-entrant)");
+    FZ_CHECK(S.stops++ == 0, "on_stop twice in one evl_run");
+    FZ_CHECK(evl_stopping(l), "on_stop while evl_stopping is false");
+    fz_trace(" on_stop");
+    S.in_on_stop = true;
+    S.depth++;
+    if (scripted()) /* last words to a connection, adopt, re-enter (EBUSY)... */
+        act(NULL, fz_u8(&S.in));
+    S.depth--;
+    S.in_on_stop = false;
+}
+
 static bool on_accept(evl_conn *c)
 {
     conn_st *s = identify(evl_fd(c));
@@ -1328,6 +1346,7 @@ static void stop_and_run(void)
     S.listening[0] = S.listening[1] = false; /* removed before any callback runs */
     S.in_run = true;
     S.ticks_at_run = UINT64_MAX; /* many iterations */
+    S.stops = 0;
     (void)watchdog(true);
     int rc = evl_run(S.l, -1);
     (void)watchdog(false);
@@ -1335,6 +1354,7 @@ static void stop_and_run(void)
     S.stopping = false;
     S.stop_req = false;
     FZ_CHECK(rc == 0, "evl_run after evl_stop returned %d (errno %d)", rc, errno);
+    FZ_CHECK(S.stops == 1, "on_stop ran %d times in one evl_run with a stop", S.stops);
     FZ_CHECK(!evl_stopping(S.l), "evl_stopping still true after evl_run returned");
     sigset_t now;
     (void)sigprocmask(SIG_BLOCK, NULL, &now);
@@ -1394,7 +1414,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     read_options();
     evl_handler h = {.on_accept = S.no_accept ? NULL : on_accept, .on_read = on_read, .on_drain = on_drain,
-                     .on_close = on_close, .on_fd = on_fd, .on_tick = on_tick};
+                     .on_close = on_close, .on_fd = on_fd, .on_tick = on_tick, .on_stop = on_stop};
     if (S.o.wbuf_low > 0) { /* inconsistent options are refused */
         evl_options bad = S.o;
         bad.wbuf_low = bad.wbuf_high + 1;
