@@ -623,8 +623,11 @@ static void begin_stop(evl_loop *l)
 {
     l->stopping = 1;
     remove_listeners(l);
-    if (l->h.on_stop)
+    if (l->h.on_stop) {
+        l->busy = 1; /* a callback: evl_run_once, evl_run, evl_free refused */
         l->h.on_stop(l); /* closes the listen fds: late clients are refused */
+        l->busy = 0;
+    }
     evl_conn *c;
     while ((c = first_conn(&l->active)))
         evl_close(c); /* moves it to closing, or kills it */
