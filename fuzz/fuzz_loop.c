@@ -391,7 +391,7 @@ static void adopt_pair(void)
     FZ_CHECK(c != NULL, "evl_adopt failed: errno %d", errno);
     evl_set_udata(c, s);
     s->c = c;
-    s->doomed = S.freeing; /* evl_free closes it too, perhaps before our next call */
+    s->doomed = S.freeing || S.stopping; /* evl_free or the stop closes it too, perhaps before our next call */
     S.entered++;
     fz_trace("  conn %d: adopted fd %d (peer fd %d, bufs %u %u)", idx(s), sv[1], sv[0], b & 15u, b >> 4);
     FZ_CHECK(evl_conn_of(S.l, sv[1]) == c && evl_fd(c) == sv[1] && evl_loop_of(c) == S.l &&
