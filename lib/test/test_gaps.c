@@ -1282,6 +1282,18 @@ static void test_buf_growth_and_shrink_are_amortised(void **state)
     assert_null(evl__buf_check(&b));
     evl__buf_free(&b);
 
+    /* reserve(0) asks room for one byte: with exactly one free, no growth. */
+    char fill[4095];
+    memset(fill, 'r', sizeof fill);
+    assert_int_equal(evl__buf_append(&b, fill, sizeof fill), 0);
+    assert_int_equal(b.cap, 4096);
+    before = mallocs;
+    assert_non_null(evl__buf_reserve(&b, 0));
+    evl__buf_commit(&b, 0);
+    assert_int_equal(mallocs, before);
+    assert_int_equal(b.cap, 4096);
+    evl__buf_free(&b);
+
     /* A large buffer that is still dense is not copied on every consume. */
     size_t n = (size_t)1 << 20;
     char *p = evl__buf_reserve(&b, n);
@@ -1605,11 +1617,23 @@ static void test_fd_zero_is_a_valid_fd(void **state)
         assert_int_equal(evl_run_once(l, 0), 0);
         evl_free(l);
     }
+    /* A failed evl_new closes its epoll fd, also when that is 0. */
+    bool zero_leaked = false;
+    if (fcntl(0, F_GETFD) < 0) {
+        fault_arm(F_CALLOC, 1, ENOMEM, -1, 0); /* the event array */
+        evl_loop *bad = evl_new(&h, NULL, NULL);
+        zero_leaked = fcntl(0, F_GETFD) >= 0;
+        if (bad)
+            evl_free(bad);
+    }
+    int fired = F[F_CALLOC].fired;
     assert_int_equal(dup2(saved, 0), 0);
     close(saved);
     if (!l)
         TU_FAIL("evl_new failed with fd 0 free: %s", strerror(err));
     assert_true(zero_taken);
+    assert_int_equal(fired, 1);
+    assert_false(zero_leaked);
 }
 
 /* "timers ... shorten the wait": a long timeout_ms does not delay a tick. */
@@ -1804,6 +1828,32 @@ static void test_conn_aborted_when_epoll_refuses_its_interest(void **state)
     tu_finish(s);
 }
 
+/* The fd table grows to hold fds at its exact power-of-two sizes (64, 128):
+ * an off-by-one there writes past the table (ASan). */
+static void test_fd_table_holds_fds_at_its_size_boundaries(void **state)
+{
+    (void)state;
+    tu_state *s = tu_new(NULL, TU_SINK);
+    int want[] = {64, 128};
+    tu_rec *r[2];
+    for (int i = 0; i < 2; i++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        if (fcntl(want[i], F_GETFD) >= 0)
+            TU_FAIL("fd %d is taken: the test needs it free", want[i]);
+        assert_int_equal(dup3(sv[0], want[i], O_CLOEXEC), want[i]);
+        close(sv[0]);
+        tu_set_nonblock(sv[1]);
+        tu_track_fd(sv[1]);
+        r[i] = tu_adopt(s, want[i], sv[1]);
+        assert_ptr_equal(evl_conn_of(s->l, want[i]), r[i]->c);
+    }
+    for (int i = 0; i < 2; i++)
+        tu_peer_sends(r[i]->peer, "fd");
+    TU_RUN_UNTIL(s, r[0]->in.len == 2 && r[1]->in.len == 2, 2000);
+    tu_finish(s);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1858,6 +1908,7 @@ int main(void)
         GAP_TEST(test_remove_fd_when_epoll_del_fails),
         GAP_TEST(test_run_fails_when_the_mask_cannot_be_set),
         GAP_TEST(test_conn_aborted_when_epoll_refuses_its_interest),
+        GAP_TEST(test_fd_table_holds_fds_at_its_size_boundaries),
     };
     return cmocka_run_group_tests_name("test_gaps", tests, NULL, NULL);
 }
