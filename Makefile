@@ -44,7 +44,8 @@ CHECK_TARGETS :=
 -include lib/test/unit.mk tools/tools.mk conformance/conformance.mk \
          stress/stress.mk fuzz/fuzz.mk bench/bench.mk ci/ci.mk \
          lib/install.mk examples/examples.mk abi/abi.mk \
-         tools/faultinj/faultinj.mk
+         tools/faultinj/faultinj.mk \
+         tools/coverage/coverage.mk tools/mutate/mutate.mk
 
 .PHONY: all check fresh-check lint werror clean deps-%
 all: deps-build $(REL_LIB) $(ALL_BINS)

@@ -28,6 +28,7 @@ STAGES=(
   "install|install-check|tests|make install to a temporary DESTDIR; examples built with pkg-config (shared, static), smoke-tested"
   "abi|abi-check abi-teeth|tests|abidiff against abi/libevloop.abi.xml (docs/ABI.md); the check's own teeth"
   "fuzz|fuzz-smoke|tests|every fuzz target over its corpus plus new inputs"
+  "coverage|coverage|tests|lib/ line and branch coverage (unit, conformance, fuzz corpora) at ci/coverage-floor"
   "torture|torture-quick|tests|each library call failed in turn (first indices, last, regressions): no crash, leak, stall, wrong errno"
   "lint|lint|-|cppcheck and clang-tidy, zero findings"
   "valgrind|unit-valgrind|tests|unit tests on the release build under valgrind"

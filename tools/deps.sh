@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the make targets need, and nothing else.
 # Usage: tools/deps.sh [group...]
-#   groups: build unit conformance stress fuzz lint headers bench install
+#   groups: build unit conformance stress fuzz lint coverage headers bench install
 #         abi, fresh (make fresh-check), and
 #   gate  every package any stage of ci/gate.sh (make check) needs: installed
 #         once, before the first stage, so a fresh machine passes first time
@@ -19,6 +19,7 @@ declare -A GROUP=(
   [stress]="socat fiu-utils strace gnuplot"
   [fuzz]="afl++ zip"
   [lint]="cppcheck clang-tidy"
+  [coverage]="gcovr"
   [headers]="libcmocka-dev libuv1-dev libevent-dev libev-dev"
   [fresh]="mmdebstrap git"
   [install]="pkg-config binutils python3"
@@ -30,7 +31,7 @@ groups=("$@")
 [ ${#groups[@]} -eq 0 ] && groups=(build)
 case "${groups[0]}" in
   all) groups=("${!GROUP[@]}") ;;
-  gate) groups=(build headers unit conformance stress fuzz lint install abi) ;;
+  gate) groups=(build headers unit conformance stress fuzz lint install abi coverage) ;;
 esac
 
 want=()

@@ -51,3 +51,9 @@ unit-valgrind: deps-unit $(UNIT_REL)
 
 CHECK_TARGETS += unit
 WERROR_SRCS   += $(UNIT_SRCS) $(UNIT_UTIL)
+
+# test_gaps fails chosen allocations and system calls of the library through
+# --wrap (see the top of test_gaps.c); tools/coverage and tools/mutate link it
+# the same way.
+GAPS_WRAP := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=epoll_create1,--wrap=epoll_ctl,--wrap=epoll_wait,--wrap=read,--wrap=signalfd,--wrap=fcntl,--wrap=accept4,--wrap=socket,--wrap=setsockopt,--wrap=getaddrinfo,--wrap=listen,--wrap=pthread_sigmask
+$(ASAN)/test/test_gaps $(BUILD)/test/test_gaps: UNIT_LDFLAGS = $(GAPS_WRAP)
