@@ -1,6 +1,7 @@
 /*
  * fuzz_cmd: the test server's command parser (tools/testsrv/cmd.h) against a
- * reference model written from docs/PROTOCOL.md §4 and cmd.h, not from cmd.c.
+ * reference model written from docs/PROTOCOL.md §4 and cmd.h, not from cmd.c:
+ * the grammar as regular expressions (see model_parse).
  *
  * The first input byte picks the mode: the rest parsed as it is, or (top two
  * bits set) with a run of one byte inserted so the first line lands within +-128 bytes of
@@ -22,7 +23,16 @@
 #include <stdbool.h>
 #include <string.h>
 
-/* ---- the model: a line, then words --------------------------------------- */
+/* ---- the model: the grammar as regular expressions ----------------------- *
+ *
+ * docs/PROTOCOL.md §4 and cmd.h say what a line is; what it means is said here as one
+ * POSIX extended regular expression per command form, matched against the
+ * whole line (REG_STARTEND: NUL bytes are part of the line), numbers judged
+ * by their digit strings (no arithmetic), text taken from the match
+ * offsets. No step of cmd.c's (name lookup, then tokens) is repeated. */
+
+#include <regex.h>
+#include <stdlib.h>
 
 struct model {
     enum cmd_status st;
@@ -33,95 +43,106 @@ struct model {
     uint32_t seed;
 };
 
-/* Plain decimal, no sign, at most max; arbitrary leading zeros. */
-static bool decimal(const char *s, size_t n, uint64_t max, uint64_t *out)
+enum { RX_NAME, RX_NOARG, RX_ECHO, RX_BCAST, RX_BLAST, RX_SINK, RX_COUNT };
+
+static const char *const rx_src[RX_COUNT] = {
+    [RX_NAME] = "^(PING|ECHO|BLAST|SINK|BCAST|STATS|QUIT|CLOSE)( |$)", /* a known command */
+    [RX_NOARG] = "^(PING|STATS|QUIT|CLOSE) *$",
+    [RX_ECHO] = "^ECHO( |$)",
+    [RX_BCAST] = "^BCAST ",
+    [RX_BLAST] = "^BLAST +([0-9]+) +([0-9]+) *$",
+    [RX_SINK] = "^SINK +([0-9]+) *$",
+};
+
+static bool rx(int which, const char *line, size_t n, regmatch_t *m, size_t nm)
 {
-    unsigned __int128 v = 0; /* cannot overflow: it stops above max < 2^64 */
-    if (n == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (unsigned)(s[i] - '0');
-        if (v > max)
-            return false;
+    static regex_t re[RX_COUNT];
+    static bool ready;
+    if (!ready) {
+        for (int i = 0; i < RX_COUNT; i++)
+            FZ_CHECK(regcomp(&re[i], rx_src[i], REG_EXTENDED) == 0, "regcomp %s", rx_src[i]);
+        ready = true;
     }
-    *out = (uint64_t)v;
+    regmatch_t whole[3];
+    FZ_CHECK(nm <= 3, "too many groups");
+    /* NUL-terminated too: sanitizers' regexec reads up to a NUL */
+    char *z = malloc(n + 1);
+    FZ_CHECK(z != NULL, "out of memory");
+    memcpy(z, line, n);
+    z[n] = '\0';
+    whole[0].rm_so = 0;
+    whole[0].rm_eo = (regoff_t)n;
+    int r = regexec(&re[which], z, 3, whole, REG_STARTEND);
+    free(z);
+    if (r != 0)
+        return false;
+    for (size_t i = 0; i < nm; i++)
+        m[i] = whole[i];
     return true;
 }
 
-/* Splits [s, s+n) at runs of spaces into at most max words; returns the
- * count, or max + 1 if there are more. */
-static size_t words(const char *s, size_t n, const char **w, size_t *wl, size_t max)
+/* A decimal digit string no greater than max (given as digits), and its value. */
+static bool in_range(const char *d, size_t n, const char *max, uint64_t *v)
 {
-    size_t k = 0;
-    for (size_t i = 0; i < n;) {
-        if (s[i] == ' ') {
-            i++;
-            continue;
-        }
-        size_t j = i;
-        while (j < n && s[j] != ' ')
-            j++;
-        if (k == max)
-            return max + 1;
-        w[k] = s + i;
-        wl[k] = j - i;
-        k++;
-        i = j;
-    }
-    return k;
+    while (n > 1 && *d == '0')
+        d++, n--;
+    size_t ml = strlen(max);
+    if (n > ml || (n == ml && memcmp(d, max, n) > 0))
+        return false;
+    char tmp[24];
+    memcpy(tmp, d, n);
+    tmp[n] = '\0';
+    *v = strtoull(tmp, NULL, 10);
+    return true;
 }
 
 static struct model model_parse(const char *b, size_t len)
 {
     struct model m = {.st = CMD_NEED_MORE};
-    const char *nl = memchr(b, '\n', len);
-    if (!nl) {
-        /* Too long already, even if the next byte is the '\n' after a '\r'. */
-        size_t least = len - (len > 0 && b[len - 1] == '\r');
-        m.st = least > CMD_LINE_MAX ? CMD_ERR_TOO_LONG : CMD_NEED_MORE;
+    size_t nl = 0;
+    while (nl < len && b[nl] != '\n')
+        nl++;
+    if (nl == len) { /* no line yet; too long already if even a '\n' next cannot end it in time */
+        m.st = len - (len > 0 && b[len - 1] == '\r') > CMD_LINE_MAX ? CMD_ERR_TOO_LONG : CMD_NEED_MORE;
         return m;
     }
-    size_t line = (size_t)(nl - b);
-    if (line > 0 && b[line - 1] == '\r')
-        line--;
+    size_t line = nl - (nl > 0 && b[nl - 1] == '\r');
     if (line > CMD_LINE_MAX) {
         m.st = CMD_ERR_TOO_LONG;
         return m;
     }
-    m.consumed = (size_t)(nl - b) + 1;
-    static const char *const names[] = {"", "PING", "ECHO", "BLAST", "SINK", "BCAST", "STATS", "QUIT", "CLOSE"};
-    const char *sp = memchr(b, ' ', line);
-    size_t name_len = sp ? (size_t)(sp - b) : line;
-    for (size_t k = 1; k < sizeof names / sizeof names[0]; k++)
-        if (strlen(names[k]) == name_len && memcmp(b, names[k], name_len) == 0)
-            m.kind = (enum cmd_kind)k;
-    if (m.kind == CMD_NONE) {
+    m.consumed = nl + 1;
+    regmatch_t g[3];
+    if (!rx(RX_NAME, b, line, g, 2)) {
         m.st = CMD_ERR_UNKNOWN;
         return m;
     }
-    size_t args = sp ? name_len + 1 : line; /* after the first space */
-    const char *w[3];
-    size_t wl[3], nw = words(b + args, line - args, w, wl, 2);
-    bool ok;
+    static const char *const names[] = {"", "PING", "ECHO", "BLAST", "SINK", "BCAST", "STATS", "QUIT", "CLOSE"};
+    size_t name_len = (size_t)(g[1].rm_eo - g[1].rm_so);
+    for (size_t k = 1; k < sizeof names / sizeof names[0]; k++)
+        if (strlen(names[k]) == name_len && memcmp(b, names[k], name_len) == 0)
+            m.kind = (enum cmd_kind)k;
+    bool ok = false;
     uint64_t seed = 0;
     switch (m.kind) {
-    case CMD_ECHO: /* everything after the first space, spaces kept */
+    case CMD_ECHO:
     case CMD_BCAST:
-        m.text_off = args;
-        m.text_len = line - args;
-        ok = m.kind == CMD_ECHO || sp != NULL; /* BCAST needs its text */
+        ok = rx(m.kind == CMD_ECHO ? RX_ECHO : RX_BCAST, b, line, g, 1);
+        m.text_off = (size_t)g[0].rm_eo < line ? (size_t)g[0].rm_eo : line;
+        m.text_len = line - m.text_off;
         break;
     case CMD_BLAST:
-        ok = nw == 2 && decimal(w[0], wl[0], CMD_COUNT_MAX, &m.n) && decimal(w[1], wl[1], UINT32_MAX, &seed);
+        ok = rx(RX_BLAST, b, line, g, 3) &&
+             in_range(b + g[1].rm_so, (size_t)(g[1].rm_eo - g[1].rm_so), "9223372036854775807", &m.n) &&
+             in_range(b + g[2].rm_so, (size_t)(g[2].rm_eo - g[2].rm_so), "4294967295", &seed);
         m.seed = (uint32_t)seed;
         break;
     case CMD_SINK:
-        ok = nw == 1 && decimal(w[0], wl[0], CMD_COUNT_MAX, &m.n);
+        ok = rx(RX_SINK, b, line, g, 2) &&
+             in_range(b + g[1].rm_so, (size_t)(g[1].rm_eo - g[1].rm_so), "9223372036854775807", &m.n);
         break;
     default:
-        ok = nw == 0;
+        ok = rx(RX_NOARG, b, line, g, 1);
         break;
     }
     m.st = ok ? CMD_OK : CMD_ERR_SYNTAX;
@@ -140,7 +161,9 @@ static const char *status_name(enum cmd_status s)
  * the model. Returns the status. */
 static enum cmd_status parse_checked(const char *b, size_t len, struct cmd *out)
 {
-    char *copy = malloc(len); /* malloc(0) too: then any read is past the end */
+    /* malloc(0) on purpose too: then any read is past the end */
+    /* NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI) */
+    char *copy = malloc(len);
     FZ_CHECK(copy != NULL, "out of memory");
     memcpy(copy, b, len);
     memset(out, 0xa5, sizeof *out); /* fields it leaves alone show up */

@@ -31,10 +31,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -48,6 +50,7 @@
 #define MAX_IN     ((uint64_t)64 << 10) /* bytes the peer sends per connection */
 #define MAX_ROUNDS 2000 /* settle: >= 256 bytes a run each way (see peer_send, quantum) */
 #define LONG_MS    60000              /* a timeout that never fires in one input */
+#define MAX_IOV    (IOV_MAX + 128)    /* evl_writev may be given more than IOV_MAX */
 
 typedef struct conn_st {
     int peer;                 /* our end; -1 once closed */
@@ -61,7 +64,10 @@ typedef struct conn_st {
     uint64_t limit;           /* accepted + a failed write that may be half out */
     uint64_t got;             /* bytes the peer read */
     int closes;               /* on_close calls */
-    bool queued;              /* connected to the listener, not yet accepted */
+    bool queued;              /* connected to a listener, not yet accepted */
+    int lst;                  /*   to this one */
+    struct sockaddr_un name;  /*   from this (autobound) address, */
+    socklen_t name_len;       /*   by which the accepted end is known */
     bool refused;             /* refused: by on_accept or by max_conns */
     bool peer_shut, peer_closed, peer_eof;
     bool h_closed;            /* the handler called evl_close */
@@ -69,6 +75,14 @@ typedef struct conn_st {
     bool ended;               /* certainly aborted: on_close by the run's end */
     bool overflow_maybe;      /* overflow close possible, not certain (below) */
     bool drain_due;           /* pending went above wbuf_low: on_drain owed */
+    bool paused;              /* the model's pause: pending reached wbuf_high */
+    uint64_t taken_at_pause;  /*   bytes the loop had read from the kernel then */
+    bool stop_closed;         /* open when a graceful stop began */
+    unsigned holds;           /* evl_hold - evl_release: a deferred reply owed */
+    bool doomed;              /* adopted during evl_free: closed at some point of it */
+    bool out_marked;          /* out_mark is set: */
+    uint64_t out_mark;        /*   bytes the kernel had taken at the last check */
+    bool quiet;               /* on_read consumed nothing, and nothing new since */
     bool read_due;            /* input left after a consume, or evl_wake: */
     uint64_t read_due_by;     /*   on_read owed by the end of this run */
     uint64_t reads;
@@ -77,6 +91,8 @@ typedef struct conn_st {
 typedef struct pipe_st {
     int r, w;
     bool on;
+    bool due;                 /* on_fd left bytes unread: reported again */
+    uint64_t due_by;          /*   by the end of this run */
 } pipe_st;
 
 static struct fuzz_state {
@@ -89,15 +105,24 @@ static struct fuzz_state {
     uint64_t runs;            /* evl_run_once calls completed */
     bool in_run, final, freeing;
     uint64_t entered, closed, overflows, overflows_maybe, callbacks;
-    int lfd;                  /* listening socket, or -1 */
-    int queue[MAX_CONNS];     /* connected, not accepted: accept order */
-    int qhead, qlen;
+    int lfd[2];               /* listening sockets side by side, or -1 */
+    bool no_accept;           /* on_accept is NULL: every connection kept */
     uint64_t refusals;        /* on_accept said no, or max_conns */
     bool stop_at_end;         /* evl_stop + evl_run after settling */
     bool stopping;            /*   ...and it is running */
-    struct sockaddr_un laddr; /* the listener's (abstract) address */
-    socklen_t laddr_len;
+    bool stop_req;            /* evl_stop called, evl_run not yet returned */
+    bool listening[2];        /* the listener is registered with the loop */
+    int depth;                /* callbacks of ours on the stack */
+    conn_st *reading;         /* the connection inside on_read, or NULL */
+    uint64_t ticks;           /* on_tick calls */
+    int stops;                /* on_stop calls in this evl_run */
+    bool in_on_stop;          /*   inside it: connections still open */
+    uint64_t ticks_at_run;    /*   ...when the current run began */
+    sigset_t mask0;           /* the signal mask before anything ran */
+    struct sockaddr_un laddr[2]; /* the listeners' (abstract) addresses */
+    socklen_t laddr_len[2];
     uint8_t wbuf[MAX_IO], rbuf[MAX_IO];
+    struct iovec iov[MAX_IOV];
 } S;
 
 static int idx(const conn_st *s) { return (int)(s - S.cs); }
@@ -107,7 +132,7 @@ static int idx(const conn_st *s) { return (int)(s - S.cs); }
 static bool loss_allowed(const conn_st *s)
 {
     return s->ended || s->write_failed || s->overflow_maybe || s->peer_closed || S.freeing ||
-           s->refused || S.stopping ||
+           s->refused || S.stopping || s->stop_closed ||
            (s->h_closed && S.o.close_timeout_ms == 0);
 }
 
@@ -116,9 +141,38 @@ static bool scripted(void) { return !S.final && S.in.n > 0; }
 
 static conn_st *pick(uint8_t b) { return S.nconns ? &S.cs[b % S.nconns] : NULL; }
 
-static conn_st *st_of(const evl_conn *c, const char *who)
+/* The waiting connection whose accepted end is fd: its peer's address. */
+static conn_st *identify(int fd)
 {
-    conn_st *s = evl_udata(c);
+    struct sockaddr_un a;
+    socklen_t n = sizeof a;
+    FZ_CHECK(getpeername(fd, (struct sockaddr *)&a, &n) == 0, "getpeername failed: errno %d", errno);
+    for (int i = 0; i < S.nconns; i++)
+        if (S.cs[i].queued && S.cs[i].name_len == n && memcmp(&S.cs[i].name, &a, n) == 0)
+            return &S.cs[i];
+    return NULL;
+}
+
+/* With on_accept NULL: a connection the loop accepted and kept, seen for
+ * the first time (in a callback, or by the scan after a run). */
+static conn_st *attach(evl_conn *c)
+{
+    FZ_CHECK(S.no_accept, "a connection without udata, and on_accept is set");
+    conn_st *s = identify(evl_fd(c));
+    FZ_CHECK(s != NULL, "an accepted connection nobody made");
+    FZ_CHECK(S.listening[s->lst], "conn %d accepted from a listener that is not registered", idx(s));
+    s->queued = false;
+    s->fd = evl_fd(c);
+    s->c = c;
+    evl_set_udata(c, s);
+    S.entered++;
+    fz_trace("  conn %d: accepted (no on_accept), fd %d", idx(s), s->fd);
+    return s;
+}
+
+static conn_st *st_of(evl_conn *c, const char *who)
+{
+    conn_st *s = evl_udata(c) ? evl_udata(c) : attach(c);
     FZ_CHECK(s >= S.cs && s < S.cs + S.nconns, "%s: connection with unknown udata", who);
     FZ_CHECK(s->c == c && s->closes == 0, "%s: called for conn %d after its on_close", who, idx(s));
     S.callbacks++;
@@ -133,28 +187,112 @@ static void owe_read(conn_st *s)
     s->read_due_by = S.runs + (S.in_run ? 2 : 1);
 }
 
+/* ---- the model of pending output and of the pause ------------------------ */
+
+/* Bytes waiting in fd's receive queue (a unix stream socket). */
+static uint64_t queued_in(int fd)
+{
+    int n = 0;
+    FZ_CHECK(ioctl(fd, FIONREAD, &n) == 0 && n >= 0, "FIONREAD failed: errno %d", errno);
+    return (uint64_t)n;
+}
+
+/* Whether the model knows what is pending: every accepted byte is in the
+ * loop, in the kernel (the peer's receive queue) or read by the peer, and
+ * no failed write left a part of itself in one of them. */
+static bool pending_known(const conn_st *s)
+{
+    return s->c && s->peer >= 0 && !s->write_failed && !s->ended && !s->peer_eof;
+}
+
+/* Pending output from the bytes exchanged alone, not from the library:
+ * accepted by evl_write, minus what the kernel took (read by the peer, or
+ * still in its receive queue). */
+static uint64_t model_pending(const conn_st *s)
+{
+    uint64_t out = s->got + queued_in(s->peer);
+    FZ_CHECK(out <= s->accepted, "conn %d: the kernel holds or the peer read %llu bytes, evl_write accepted %llu",
+             idx(s), (unsigned long long)out, (unsigned long long)s->accepted);
+    return s->accepted - out;
+}
+
+/* Bytes the loop took from the kernel on this connection. */
+static uint64_t model_taken(const conn_st *s) { return s->sent - queued_in(s->fd); }
+
+/* evloop.h: "Pending at or above wbuf_high pauses reading this connection";
+ * wbuf_low: "resume reading ... at or below". Where the two marks meet
+ * (low == high == pending) either reading is allowed: no claim then. */
+static void note_pending(conn_st *s)
+{
+    if (!pending_known(s))
+        return;
+    uint64_t p = model_pending(s);
+    if (!s->paused && p >= S.o.wbuf_high && p > S.o.wbuf_low) {
+        s->paused = true;
+        s->taken_at_pause = model_taken(s);
+        fz_trace("  conn %d: paused at %llu pending (model)", idx(s), (unsigned long long)p);
+    }
+    if (p > S.o.wbuf_low)
+        s->drain_due = true;
+}
+
+/* Drained to wbuf_low (seen anywhere: a check after a run, on_drain, before
+ * a write): reading resumes, and input held back is owed an on_read. */
+static void note_drained(conn_st *s)
+{
+    if (!s->paused || !pending_known(s))
+        return;
+    uint64_t p = model_pending(s);
+    if (p > S.o.wbuf_low) /* at low == high, "at or below low" wins: resumed */
+        return;
+    s->paused = false;
+    s->quiet = false;
+    fz_trace("  conn %d: resumed at %llu pending (model)", idx(s), (unsigned long long)p);
+    size_t len;
+    (void)evl_data(s->c, &len);
+    if (len > 0 && !s->h_closed && !s->read_due)
+        owe_read(s);
+}
+
 /* ---- handler actions ---------------------------------------------------- */
 
-static void do_write(conn_st *s, size_t n, bool vec)
+/* evl_write fails EPIPE: closing or closed (evl_close, evl_abort, the stop
+ * or evl_free), or a previous error. */
+static bool writes_fail(const conn_st *s)
+{
+    return s->h_closed || s->ended || s->write_failed || s->closes > 0 || (s->stop_closed && !S.in_on_stop);
+}
+
+static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
 {
     if (!s || !s->c)
         return;
     if (n > MAX_OUT - s->accepted)
         n = (size_t)(MAX_OUT - s->accepted);
     fz_fill(S.wbuf, n, s->out_stream, s->accepted);
+    note_drained(s);
     size_t before = evl_pending(s->c);
-    fz_trace("  conn %d: %s %zu bytes (pending %zu)", idx(s), vec ? "writev" : "write", n, before);
-    bool dead = s->h_closed || s->ended || s->write_failed;
+    fz_trace("  conn %d: %s %zu bytes (%d buffers, pending %zu)", idx(s), vec ? "writev" : "write", n,
+             vec ? iovcnt : 1, before);
+    bool dead = writes_fail(s);
     errno = 0;
     int r;
     if (vec) {
-        struct iovec v[3] = {{S.wbuf, n / 3}, {S.wbuf + n / 3, n / 3}, {S.wbuf + 2 * (n / 3), n - 2 * (n / 3)}};
-        r = evl_writev(s->c, v, 3);
+        /* cnt buffers (up to past IOV_MAX): equal parts, the rest in the last */
+        int cnt = iovcnt < 1 ? 1 : iovcnt;
+        size_t part = n / (size_t)cnt;
+        for (int i = 0; i < cnt; i++)
+            S.iov[i] = (struct iovec){S.wbuf + part * (size_t)i, i == cnt - 1 ? n - part * (size_t)(cnt - 1) : part};
+        r = evl_writev(s->c, S.iov, cnt);
     } else {
         r = evl_write(s->c, S.wbuf, n);
     }
     int e = errno;
     fz_trace("    -> %d errno %d, pending %zu", r, r ? e : 0, r ? 0 : evl_pending(s->c));
+    if (s->doomed && r == -1 && e == EPIPE) {
+        s->write_failed = true;
+        return;
+    }
     if (dead) {
         FZ_CHECK(r == -1 && e == EPIPE, "conn %d: write after close/abort: %d errno %d", idx(s), r, e);
         return;
@@ -167,8 +305,12 @@ static void do_write(conn_st *s, size_t n, bool vec)
         FZ_CHECK(!S.o.wbuf_max || (p <= S.o.wbuf_max && (before == 0 || before + n <= S.o.wbuf_max)),
                  "conn %d: write accepted past wbuf_max %zu (pending %zu + %zu)", idx(s),
                  S.o.wbuf_max, before, n);
-        if (p > S.o.wbuf_low)
+        if (pending_known(s))
+            FZ_CHECK(p == model_pending(s), "conn %d: evl_pending %zu after a write, the bytes say %llu", idx(s),
+                     p, (unsigned long long)model_pending(s));
+        else if (p > S.o.wbuf_low)
             s->drain_due = true;
+        note_pending(s);
         return;
     }
     FZ_CHECK(r == -1, "evl_write returned %d", r);
@@ -212,6 +354,7 @@ static void do_wake(conn_st *s)
     if (!s || !s->c)
         return;
     evl_wake(s->c);
+    s->quiet = false;
     size_t len;
     (void)evl_data(s->c, &len);
     fz_trace("  conn %d: evl_wake (%zu bytes of input)", idx(s), len);
@@ -248,6 +391,7 @@ static void adopt_pair(void)
     FZ_CHECK(c != NULL, "evl_adopt failed: errno %d", errno);
     evl_set_udata(c, s);
     s->c = c;
+    s->doomed = S.freeing || S.stopping; /* evl_free or the stop closes it too, perhaps before our next call */
     S.entered++;
     fz_trace("  conn %d: adopted fd %d (peer fd %d, bufs %u %u)", idx(s), sv[1], sv[0], b & 15u, b >> 4);
     FZ_CHECK(evl_conn_of(S.l, sv[1]) == c && evl_fd(c) == sv[1] && evl_loop_of(c) == S.l &&
@@ -281,20 +425,147 @@ static void drop_pipe(pipe_st *p)
     FZ_CHECK(evl_remove_fd(S.l, p->r) == 0, "evl_remove_fd failed: errno %d", errno);
     FZ_CHECK(evl_remove_fd(S.l, p->r) == -1 && errno == ENOENT, "evl_remove_fd twice did not fail ENOENT");
     fz_trace("  pipe %d: removed", (int)(p - S.ps));
+    FZ_CHECK(fcntl(p->r, F_GETFD) >= 0, "evl_remove_fd closed the fd");
     (void)close(p->r);
     if (p->w >= 0)
         (void)close(p->w);
     p->on = false;
 }
 
-/* One choice of the handler's, from inside a callback or (self == NULL and
- * top == true) from outside the loop. */
+static int run(void);
+
+/* evl_add_listener while running (and again after a stop removed it). */
+static void add_listener(int k)
+{
+    if (S.lfd[k] < 0)
+        return;
+    errno = 0;
+    int r = evl_add_listener(S.l, S.lfd[k]);
+    fz_trace("  evl_add_listener(%d) -> %d errno %d", k, r, r ? errno : 0);
+    if (S.listening[k]) {
+        FZ_CHECK(r == -1 && errno == EEXIST, "evl_add_listener of a registered listener: %d errno %d", r, errno);
+        return;
+    }
+    FZ_CHECK(r == 0, "evl_add_listener failed: errno %d", errno);
+    S.listening[k] = true;
+}
+
+/* Calls evloop.h refuses or answers with a documented errno, whatever the
+ * state: the loop must be unchanged by them. */
+static void misuse(conn_st *t)
+{
+    for (int k = 0; k < 2; k++)
+        if (S.lfd[k] >= 0 && S.listening[k])
+            FZ_CHECK(evl_remove_fd(S.l, S.lfd[k]) == -1 && errno == ENOENT,
+                     "evl_remove_fd(listener) did not fail ENOENT");
+    if (t && t->c && t->closes == 0) {
+        FZ_CHECK(evl_add_fd(S.l, t->fd) == -1 && errno == EEXIST, "evl_add_fd(connection fd) did not fail EEXIST");
+        FZ_CHECK(evl_adopt(S.l, t->fd) == NULL && errno == EEXIST, "evl_adopt(connection fd) did not fail EEXIST");
+        FZ_CHECK(evl_conn_of(S.l, t->fd) == t->c && evl_loop_of(t->c) == S.l && evl_fd(t->c) == t->fd &&
+                     evl_udata(t->c) == t,
+                 "conn %d: accessors disagree", idx(t));
+        FZ_CHECK(!evl_peer_eof(t->c) || t->peer_shut || t->peer_closed,
+                 "conn %d: evl_peer_eof with the peer's write side open", idx(t));
+        struct iovec huge[2] = {{S.wbuf, SIZE_MAX}, {S.wbuf, 1}};
+        bool gone = writes_fail(t) || t->peer_closed || t->doomed;
+        FZ_CHECK(evl_writev(t->c, huge, -1) == -1 && (errno == EINVAL || (gone && errno == EPIPE)),
+                 "conn %d: evl_writev with iovcnt -1: errno %d", idx(t), errno);
+        if (!gone)
+            FZ_CHECK(evl_writev(t->c, huge, 2) == -1 && errno == EINVAL,
+                     "conn %d: evl_writev with a total past SIZE_MAX: errno %d", idx(t), errno);
+        errno = 0;
+        int r = evl_write(t->c, "", 0);
+        FZ_CHECK(r == 0 || (r == -1 && errno == EPIPE && (writes_fail(t) || t->peer_closed || t->doomed)),
+                 "conn %d: an empty write gave %d errno %d", idx(t), r, errno);
+    }
+    for (int i = 0; i < MAX_PIPES; i++)
+        if (S.ps[i].on)
+            FZ_CHECK(evl_adopt(S.l, S.ps[i].r) == NULL && errno == ENOTSOCK && evl_conn_of(S.l, S.ps[i].r) == NULL,
+                     "evl_adopt(pipe) did not fail ENOTSOCK");
+    FZ_CHECK(evl_loop_udata(S.l) == &S, "evl_loop_udata changed");
+}
+
+/* Inside a callback: running or freeing the loop is refused (EBUSY). */
+static void reenter(uint8_t how)
+{
+    if (S.depth == 0)
+        return; /* outside: the script runs and frees the loop itself */
+    errno = 0;
+    switch (how % 3) {
+    case 0: {
+        int r = evl_run_once(S.l, 0);
+        FZ_CHECK(r == -1 && errno == EBUSY, "evl_run_once from a callback: %d errno %d", r, errno);
+        break;
+    }
+    case 1: {
+        int r = evl_run(S.l, -1);
+        FZ_CHECK(r == -1 && errno == EBUSY, "evl_run from a callback: %d errno %d", r, errno);
+        break;
+    }
+    default:
+        evl_free(S.l); /* refused: ASan sees any use of a freed loop below */
+        FZ_CHECK(errno == EBUSY, "evl_free from a callback: errno %d, not EBUSY", errno);
+        break;
+    }
+    fz_trace("  re-entry %d refused", how % 3);
+}
+
+/* Deferred processing: input consumed outside on_read (from a timer, an
+ * fd, another connection), as a handler that queued the work does. */
+static void consume_elsewhere(conn_st *t, uint16_t k)
+{
+    if (!t || !t->c || t == S.reading)
+        return;
+    size_t len;
+    const uint8_t *d = (const uint8_t *)evl_data(t->c, &len);
+    if (len == 0) {
+        FZ_CHECK(d == NULL, "conn %d: evl_data with no input is not NULL/0", idx(t));
+        return;
+    }
+    FZ_CHECK(t->seen + len <= t->sent && fz_mismatch(d, len, t->in_stream, t->seen) == len,
+             "conn %d: evl_data outside on_read is not the unconsumed input", idx(t));
+    size_t n = k % (len + 1);
+    evl_consume(t->c, n);
+    t->shown = t->seen + len > t->shown ? t->seen + len : t->shown;
+    t->seen += n;
+    t->quiet = false;
+    (void)evl_data(t->c, &len);
+    fz_trace("  conn %d: consumed %zu outside on_read, %zu left", idx(t), n, len);
+}
+
+/* A write of a size next to the wbuf_max edge. */
+static void write_at_edge(conn_st *t, uint8_t b)
+{
+    if (!t || !t->c || !S.o.wbuf_max)
+        return;
+    size_t p = evl_pending(t->c), room = S.o.wbuf_max - (p < S.o.wbuf_max ? p : S.o.wbuf_max);
+    size_t n = room + (b % 5) - 2;
+    if (n > MAX_IO || room + (b % 5) < 2)
+        return;
+    do_write(t, n, b & 0x80, 1 + (b >> 3 & 3));
+}
+
+static int iov_count(uint8_t b)
+{
+    if (b < 0xf0)
+        return 1 + b % 8;
+    if (fz_known("writev-iovmax"))
+        return IOV_MAX;
+    return IOV_MAX - 8 + (b & 15) * 8; /* IOV_MAX-8 .. IOV_MAX+112 */
+}
+
+/* One choice of the handler's, from inside a callback or (self == NULL)
+ * from outside the loop or a callback without a connection of its own. */
 static void act(conn_st *self, uint8_t b)
 {
     conn_st *t = self ? self : pick(fz_u8(&S.in));
-    switch (b % 16) {
-    case 4: case 5: do_write(t, fz_size(&S.in, MAX_IO), false); break;
-    case 6: do_write(t, fz_size(&S.in, MAX_IO), true); break;
+    switch (b % 32) {
+    case 4: case 5: do_write(t, fz_size(&S.in, MAX_IO), false, 1); break;
+    case 6: {
+        uint8_t v = fz_u8(&S.in);
+        do_write(t, fz_size(&S.in, MAX_IO), true, iov_count(v));
+        break;
+    }
     case 7: do_close(t); break;
     case 8: do_abort(t); break;
     case 9: do_wake(pick(fz_u8(&S.in))); break;
@@ -302,28 +573,89 @@ static void act(conn_st *self, uint8_t b)
     case 11: add_pipe(); break;
     case 12: /* drop, and maybe at once make another: same fd numbers, and an
               * event of the old pipe may still be in this batch */
-        drop_pipe(&S.ps[(b >> 4) % MAX_PIPES]);
+        drop_pipe(&S.ps[(b >> 5) % MAX_PIPES]);
         if (b & 0x40)
             add_pipe();
         break;
     case 13: adopt_pair(); break;
     case 14: /* the last reply, then a graceful close */
-        do_write(t, fz_size(&S.in, MAX_IO), false);
+        do_write(t, fz_size(&S.in, MAX_IO), false, 1);
         do_close(t);
         break;
     case 15: do_close(pick(fz_u8(&S.in))); break;
-    default: break; /* 0-3: nothing, the common case */
+    case 16: reenter(fz_u8(&S.in)); break;
+    case 17:
+        fz_trace("  evl_stop");
+        evl_stop(S.l);
+        S.stop_req = true;
+        break;
+    case 18: add_listener((b >> 5) & 1); break;
+    case 19: misuse(t); break;
+    case 20: consume_elsewhere(pick(fz_u8(&S.in)), fz_u16(&S.in)); break;
+    case 21: write_at_edge(t, fz_u8(&S.in)); break;
+    case 22: /* a reply to another connection (a broadcast, a proxy) */
+        do_write(pick(fz_u8(&S.in)), fz_size(&S.in, MAX_IO), false, 1);
+        break;
+    case 23: do_abort(t); do_write(t, 1, false, 1); break; /* EPIPE at once */
+    case 24: /* a deferred reply: hold now, answer and release later */
+        if (t && t->c) {
+            evl_hold(t->c);
+            t->holds++;
+            fz_trace("  conn %d: evl_hold (%u)", idx(t), t->holds);
+        }
+        break;
+    case 25: case 26: /* the deferred reply, then the release */
+        if (t && t->c) {
+            if (b & 0x20)
+                do_write(t, fz_size(&S.in, MAX_IO), false, 1);
+            evl_release(t->c); /* without a hold: does nothing */
+            t->holds -= t->holds > 0;
+            fz_trace("  conn %d: evl_release (%u)", idx(t), t->holds);
+        }
+        break;
+    case 27: { /* what a child spawned now would get: the mask from before evl_run */
+        sigset_t set;
+        evl_child_sigmask(S.l, &set);
+        FZ_CHECK(sigismember(&set, SIGTERM) == sigismember(&S.mask0, SIGTERM) &&
+                     sigismember(&set, SIGINT) == sigismember(&S.mask0, SIGINT),
+                 "evl_child_sigmask: SIGTERM/SIGINT %d/%d, before evl_run %d/%d", sigismember(&set, SIGTERM),
+                 sigismember(&set, SIGINT), sigismember(&S.mask0, SIGTERM), sigismember(&S.mask0, SIGINT));
+        break;
+    }
+    default: break; /* 0-3, 28-31: nothing, the common case */
     }
 }
 
 /* ---- callbacks ---------------------------------------------------------- */
 
+static void read_body(conn_st *s, evl_conn *c);
+
 static void on_read(evl_conn *c)
 {
     conn_st *s = st_of(c, "on_read");
+    FZ_CHECK(S.depth == 0, "on_read inside another callback (re-entrant)");
+    conn_st *outer = S.reading;
+    FZ_CHECK(outer == NULL, "on_read for conn %d inside on_read for conn %d", idx(s), outer ? idx(outer) : -1);
+    S.depth++;
+    S.reading = s;
+    read_body(s, c);
+    S.reading = NULL;
+    S.depth--;
+}
+
+static void read_body(conn_st *s, evl_conn *c)
+{
     FZ_CHECK(!s->h_closed && !s->ended, "on_read for conn %d after evl_close/evl_abort", idx(s));
-    /* Paused at wbuf_high, resumed at wbuf_low: with low == high, pending
-     * == high is "drained" too (the library resumes; evloop.h allows both). */
+    /* Paused at wbuf_high, resumed at wbuf_low, by the bytes exchanged: the
+     * kernel took enough that at most wbuf_low is left in the loop. */
+    if (s->paused && pending_known(s)) {
+        uint64_t p = model_pending(s);
+        FZ_CHECK(p <= S.o.wbuf_low,
+                 "on_read for conn %d, paused at wbuf_high %zu, with %llu pending > wbuf_low %zu", idx(s),
+                 S.o.wbuf_high, (unsigned long long)p, S.o.wbuf_low);
+        s->paused = false;
+        s->quiet = false;
+    }
     FZ_CHECK(evl_pending(c) < S.o.wbuf_high || evl_pending(c) <= S.o.wbuf_low,
              "on_read for conn %d with %zu pending >= wbuf_high %zu", idx(s), evl_pending(c), S.o.wbuf_high);
     size_t len;
@@ -336,6 +668,10 @@ static void on_read(evl_conn *c)
     FZ_CHECK(bad == len, "conn %d: input byte %llu is not what the peer sent", idx(s),
              (unsigned long long)(s->seen + bad));
     fz_trace(" on_read conn %d: %zu bytes at %llu", idx(s), len, (unsigned long long)s->seen);
+    /* "If it consumed nothing, the loop waits for more data": not the same
+     * input again (unless woken, or resumed from the wbuf_high pause) */
+    FZ_CHECK(!s->quiet || s->seen + len > s->shown,
+             "conn %d: on_read again with the same %zu bytes after consuming nothing, no new input", idx(s), len);
     s->shown = s->seen + len;
     s->reads++;
     s->read_due = false;
@@ -351,6 +687,7 @@ static void on_read(evl_conn *c)
     fz_trace("  consume %zu", k);
     evl_consume(c, k == len ? len + (b >> 4) : k);
     s->seen += k;
+    s->quiet = k == 0;
     size_t rest;
     d = (const uint8_t *)evl_data(c, &rest);
     FZ_CHECK(rest == len - k, "conn %d: consume %zu of %zu left %zu", idx(s), k, len, rest);
@@ -374,7 +711,7 @@ static void on_read(evl_conn *c)
         }
     } else if (s->write_failed) {
         /* nothing owed: the connection may be gone */
-    } else if (k > 0 && k < len && evl_pending(c) < S.o.wbuf_high) {
+    } else if (k > 0 && k < len && !s->paused) {
         owe_read(s); /* pipelined input is never stranded */
     }
 }
@@ -382,25 +719,38 @@ static void on_read(evl_conn *c)
 static void on_drain(evl_conn *c)
 {
     conn_st *s = st_of(c, "on_drain");
+    FZ_CHECK(S.depth == 0, "on_drain inside another callback (re-entrant)");
     FZ_CHECK(!s->h_closed && !s->ended, "on_drain for conn %d, which is closing", idx(s));
-    FZ_CHECK(evl_pending(c) <= S.o.wbuf_low, "on_drain for conn %d with %zu pending > wbuf_low %zu",
-             idx(s), evl_pending(c), S.o.wbuf_low);
+    uint64_t p = pending_known(s) ? model_pending(s) : evl_pending(c);
+    FZ_CHECK(p <= S.o.wbuf_low, "on_drain for conn %d with %llu pending > wbuf_low %zu", idx(s),
+             (unsigned long long)p, S.o.wbuf_low);
     FZ_CHECK(s->drain_due, "on_drain for conn %d, whose pending never went above wbuf_low", idx(s));
     s->drain_due = false;
+    note_drained(s);
     fz_trace(" on_drain conn %d: pending %zu", idx(s), evl_pending(c));
+    S.depth++;
     if (scripted())
         act(s, fz_u8(&S.in)); /* a streaming producer writes its next chunk here */
+    S.depth--;
 }
 
 static void on_close(evl_conn *c)
 {
-    conn_st *s = evl_udata(c);
+    conn_st *s = evl_udata(c) ? evl_udata(c) : attach(c);
     FZ_CHECK(s >= S.cs && s < S.cs + S.nconns, "on_close: connection with unknown udata");
     FZ_CHECK(s->c == c && s->closes == 0, "on_close for conn %d called twice", idx(s));
+    FZ_CHECK(S.depth == 0, "on_close for conn %d inside another callback (re-entrant)", idx(s));
+    if (S.stopping) { /* inside evl_run: SIGTERM/SIGINT blocked, read by a signalfd */
+        sigset_t now;
+        (void)sigprocmask(SIG_BLOCK, NULL, &now);
+        FZ_CHECK(sigismember(&now, SIGTERM) && sigismember(&now, SIGINT), "SIGTERM/SIGINT not blocked in evl_run");
+    }
     fz_trace(" on_close conn %d: pending %zu", idx(s), evl_pending(c));
     s->closes++;
     S.closed++;
     S.callbacks++;
+    if (S.stopping)
+        s->stop_closed = true; /* closed by the stop: a flush cut short by close_timeout_ms 0 */
     FZ_CHECK(evl_fd(c) == s->fd && fcntl(s->fd, F_GETFD) >= 0,
              "on_close for conn %d: its fd is already closed", idx(s));
     errno = 0;
@@ -417,21 +767,23 @@ static void on_close(evl_conn *c)
         fz_fail("conn %d: evl_close ended with %zu bytes pending, before its flush and the peer's EOF, long before "
                     "close_timeout_ms (%d ms)", idx(s), evl_pending(c), S.o.close_timeout_ms);
     }
+    FZ_CHECK(handler || s->holds == 0 || s->peer_closed || S.freeing || S.stopping,
+             "conn %d closed at the peer's EOF while the handler holds it (%u holds)", idx(s), s->holds);
     if (!handler && !S.freeing && !S.stopping && !s->peer_closed) {
         /* Closed after the peer's EOF: all input shown, all replies out. */
         FZ_CHECK(s->shown == s->sent, "conn %d closed at EOF with input never shown: %llu of %llu bytes",
                  idx(s), (unsigned long long)s->shown, (unsigned long long)s->sent);
         FZ_CHECK(evl_pending(c) == 0, "conn %d closed at EOF with %zu bytes unsent", idx(s), evl_pending(c));
     }
+    S.depth++;
+    if (scripted()) { /* on its own connection (writes fail EPIPE), or others */
+        uint8_t b = fz_u8(&S.in);
+        act(b & 0x80 ? s : NULL, fz_u8(&S.in));
+        FZ_CHECK(s->c == c && evl_udata(c) == s, "conn %d: its udata changed inside on_close", idx(s));
+    }
+    S.depth--;
     s->c = NULL;
     s->read_due = false;
-    if (scripted() && !S.freeing) { /* an on_close may end others */
-        uint8_t b = fz_u8(&S.in);
-        if (b % 8 == 1)
-            do_abort(pick(b >> 3));
-        else if (b % 8 == 2)
-            do_close(pick(b >> 3));
-    }
 }
 
 /* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
@@ -449,35 +801,73 @@ static void on_fd(evl_loop *l, int fd)
      * event was stale (for a pipe dropped earlier in this batch). */
     struct pollfd pf = {.fd = fd, .events = POLLIN};
     FZ_CHECK(poll(&pf, 1, 0) == 1, "on_fd for fd %d, which is not readable: a stale event", fd);
+    FZ_CHECK(S.depth == 0, "on_fd inside another callback");
+    p->due = false;
     uint8_t tmp[512];
     ssize_t r;
-    while ((r = read(fd, tmp, sizeof tmp)) > 0)
-        ;
-    if (r == 0) { /* the writer is gone: unregister, or level triggering spins */
-        drop_pipe(p);
-        return;
+    /* Sometimes read only a part: level-triggered, it is reported again. */
+    size_t part = scripted() ? fz_u8(&S.in) % 4 : 0;
+    if (part) {
+        r = read(fd, tmp, part * 8);
+        if (r > 0 && poll(&pf, 1, 0) == 1 && !(pf.revents & POLLHUP)) {
+            p->due = true;
+            /* next run; with a small max_events epoll hands out the ready
+             * fds in turn: at most 9 of ours, max_events a run */
+            p->due_by = S.runs + 2 + (MAX_CONNS + MAX_PIPES + 1 + S.o.max_events - 1) / S.o.max_events;
+            fz_trace("  on_fd %d: read %zd, more left", fd, r);
+        }
+    } else {
+        while ((r = read(fd, tmp, sizeof tmp)) > 0)
+            ;
+        if (r == 0) { /* the writer is gone: unregister, or level triggering spins */
+            drop_pipe(p);
+            return;
+        }
     }
+    S.depth++;
     if (scripted())
-        act(NULL, fz_u8(&S.in)); /* e.g. a broadcast to a connection */
+        act(NULL, fz_u8(&S.in)); /* e.g. a deferred reply to a connection */
+    S.depth--;
 }
 
-/* Connections are accepted in the order they connected: the queue head is
- * the one on_accept gets, or the one max_conns refused (no callback). */
-static conn_st *dequeue(void)
+/* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
+static void on_tick(evl_loop *l)
 {
-    if (S.qlen == 0)
-        return NULL;
-    conn_st *s = &S.cs[S.queue[S.qhead]];
-    S.qhead = (S.qhead + 1) % MAX_CONNS;
-    S.qlen--;
-    s->queued = false;
-    return s;
+    FZ_CHECK(l == S.l && !S.freeing && S.in_run, "on_tick: wrong loop, after evl_free or outside a run");
+    FZ_CHECK(S.o.tick_ms > 0, "on_tick with tick_ms 0");
+    FZ_CHECK(S.ticks_at_run == UINT64_MAX || S.ticks == S.ticks_at_run, "on_tick twice in one iteration");
+    FZ_CHECK(S.depth == 0, "on_tick inside another callback (re-entrant)");
+    S.ticks++;
+    fz_trace(" on_tick");
+    S.depth++;
+    if (scripted())
+        act(NULL, fz_u8(&S.in)); /* deferred replies, closes, adopts... */
+    S.depth--;
+}
+
+/* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
+static void on_stop(evl_loop *l)
+{
+    FZ_CHECK(l == S.l && S.stopping, "on_stop outside a stop");
+    FZ_CHECK(S.depth == 0, "on_stop inside another callback (re-entrant)");
+    FZ_CHECK(S.stops++ == 0, "on_stop twice in one evl_run");
+    FZ_CHECK(evl_stopping(l), "on_stop while evl_stopping is false");
+    fz_trace(" on_stop");
+    S.in_on_stop = true;
+    S.depth++;
+    if (scripted()) /* last words to a connection, adopt, re-enter (EBUSY)... */
+        act(NULL, fz_u8(&S.in));
+    S.depth--;
+    S.in_on_stop = false;
 }
 
 static bool on_accept(evl_conn *c)
 {
-    conn_st *s = dequeue();
-    FZ_CHECK(s != NULL, "on_accept with no connection waiting");
+    conn_st *s = identify(evl_fd(c));
+    FZ_CHECK(s != NULL, "on_accept for a connection nobody made (or an adopted one)");
+    FZ_CHECK(S.listening[s->lst], "conn %d accepted from a listener that is not registered", idx(s));
+    s->queued = false;
+    FZ_CHECK(S.depth == 0, "on_accept inside another callback (re-entrant)");
     S.callbacks++;
     struct evl_stats st;
     evl_stats(S.l, &st);
@@ -498,53 +888,86 @@ static bool on_accept(evl_conn *c)
     evl_set_udata(c, s);
     s->c = c;
     S.entered++;
+    S.depth++;
+    if (b & 4) /* on the new connection (a greeting, a close) or others */
+        act(b & 8 ? s : NULL, fz_u8(&S.in));
+    S.depth--;
     return true;
 }
 
-/* After a run: refusals the counter shows and no on_accept saw were
- * max_conns's, of the oldest waiting connections. */
+/* After a run. A waiting connection whose peer sees the end of the
+ * stream was accepted and closed at once: refused by max_conns (no
+ * callback). With on_accept NULL, connections accepted and kept that no
+ * callback showed yet are found by their fds. */
 static void sync_refusals(void)
 {
+    if (S.no_accept)
+        for (int fd = 0; fd < 256; fd++) {
+            evl_conn *c = evl_conn_of(S.l, fd);
+            if (c && !evl_udata(c))
+                (void)attach(c);
+        }
+    for (int i = 0; i < S.nconns; i++) {
+        conn_st *s = &S.cs[i];
+        struct pollfd pf = {.fd = s->peer, .events = POLLRDHUP};
+        if (s->queued && poll(&pf, 1, 0) == 1 && (pf.revents & (POLLRDHUP | POLLHUP))) {
+            fz_trace("  conn %d: refused by max_conns", i);
+            s->queued = false;
+            s->refused = true;
+            S.refusals++;
+        }
+    }
+    /* a peer we closed cannot tell: any of those is as good as another */
     struct evl_stats st;
     evl_stats(S.l, &st);
-    conn_st *s;
-    while (st.rejected > S.refusals && (s = dequeue()) != NULL) {
-        fz_trace("  conn %d: refused by max_conns", idx(s));
-        s->refused = true;
-        S.refusals++;
+    for (int i = 0; i < S.nconns && st.rejected > S.refusals; i++) {
+        conn_st *s = &S.cs[i];
+        if (s->queued && s->peer < 0) {
+            s->queued = false;
+            s->refused = true;
+            S.refusals++;
+        }
     }
 }
 
-static void listen_unix(void)
+static void listen_unix(int k)
 {
     static unsigned serial;
-    S.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    FZ_CHECK(S.lfd >= 0, "socket failed");
-    S.laddr.sun_family = AF_UNIX;
+    S.lfd[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    FZ_CHECK(S.lfd[k] >= 0, "socket failed");
+    struct sockaddr_un *a = &S.laddr[k];
+    a->sun_family = AF_UNIX;
     /* abstract: no file to clean up, and unique per process and input */
-    int n = snprintf(S.laddr.sun_path + 1, sizeof S.laddr.sun_path - 1, "evl-fuzz-%d-%u", (int)getpid(),
-                     serial++);
-    S.laddr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
-    FZ_CHECK(bind(S.lfd, (struct sockaddr *)&S.laddr, S.laddr_len) == 0 && listen(S.lfd, 2 * MAX_CONNS) == 0,
+    int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "evl-fuzz-%d-%u", (int)getpid(), serial++);
+    S.laddr_len[k] = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    FZ_CHECK(bind(S.lfd[k], (struct sockaddr *)a, S.laddr_len[k]) == 0 && listen(S.lfd[k], 2 * MAX_CONNS) == 0,
              "bind/listen failed: errno %d", errno);
-    FZ_CHECK(evl_add_listener(S.l, S.lfd) == 0, "evl_add_listener failed: errno %d", errno);
+    FZ_CHECK(evl_add_listener(S.l, S.lfd[k]) == 0, "evl_add_listener failed: errno %d", errno);
+    S.listening[k] = true;
 }
 
 static void peer_connect(void)
 {
     uint8_t b = fz_u8(&S.in);
-    if (S.lfd < 0 || S.nconns >= MAX_CONNS)
+    int k = S.lfd[1] >= 0 && (b & 0x10) ? 1 : 0;
+    if (S.lfd[k] < 0 || S.nconns >= MAX_CONNS)
         return;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     FZ_CHECK(fd >= 0, "socket failed");
-    FZ_CHECK(connect(fd, (struct sockaddr *)&S.laddr, S.laddr_len) == 0, "connect failed: errno %d", errno);
+    conn_st *s = &S.cs[S.nconns];
+    *s = (conn_st){.peer = fd, .fd = -1, .queued = true, .lst = k};
+    /* autobind: a unique abstract address, the accepted end's peer name */
+    struct sockaddr_un any = {.sun_family = AF_UNIX};
+    s->name_len = sizeof s->name;
+    FZ_CHECK(bind(fd, (struct sockaddr *)&any, sizeof(sa_family_t)) == 0 &&
+                 getsockname(fd, (struct sockaddr *)&s->name, &s->name_len) == 0,
+             "autobind failed: errno %d", errno);
+    FZ_CHECK(connect(fd, (struct sockaddr *)&S.laddr[k], S.laddr_len[k]) == 0, "connect failed: errno %d", errno);
     set_bufs(fd, b & 15u);
-    conn_st *s = &S.cs[S.nconns++];
-    *s = (conn_st){.peer = fd, .fd = -1, .queued = true};
+    S.nconns++;
     s->in_stream = 2u * (uint32_t)idx(s) + 1;
     s->out_stream = 2u * (uint32_t)idx(s) + 2;
-    S.queue[(S.qhead + S.qlen++) % MAX_CONNS] = idx(s);
-    fz_trace("  conn %d: peer fd %d connects", idx(s), fd);
+    fz_trace("  conn %d: peer fd %d connects to listener %d", idx(s), fd, k);
 }
 
 /* ---- the peer ----------------------------------------------------------- */
@@ -628,9 +1051,12 @@ static void check_state(void)
     FZ_CHECK(st.overflow_closed >= S.overflows && st.overflow_closed <= S.overflows + S.overflows_maybe,
              "stats: overflow_closed %llu, expected %llu (+%llu maybe)", (unsigned long long)st.overflow_closed,
              (unsigned long long)S.overflows, (unsigned long long)S.overflows_maybe);
-    FZ_CHECK(st.idle_closed == 0 && st.emfile == 0 && st.ticks == 0 &&
-                 (st.close_timeouts == 0 || S.o.close_timeout_ms == 0),
+    FZ_CHECK(st.idle_closed == 0 && st.emfile == 0 && (st.close_timeouts == 0 || S.o.close_timeout_ms == 0),
              "stats: a counter moved that nothing in this scenario can move");
+    FZ_CHECK(st.ticks == S.ticks, "stats: ticks %llu, on_tick ran %llu times", (unsigned long long)st.ticks,
+             (unsigned long long)S.ticks);
+    FZ_CHECK(evl_stopping(S.l) == S.stop_req, "evl_stopping %d, yet evl_stop was%s called since evl_run returned",
+             evl_stopping(S.l), S.stop_req ? "" : " not");
     uint64_t wsum = 0, rsum = 0;
     for (int i = 0; i < S.nconns; i++) {
         conn_st *s = &S.cs[i];
@@ -645,13 +1071,49 @@ static void check_state(void)
         FZ_CHECK(st.wbuf_peak >= p, "stats: wbuf_peak %llu < pending %zu", (unsigned long long)st.wbuf_peak, p);
         wsum += p;
         rsum += len;
+        if (!pending_known(s))
+            s->out_marked = false;
+        if (pending_known(s)) {
+            /* write_quantum: at most that many bytes a connection per
+             * iteration. Between two checks lie the end of one iteration
+             * (writes from outside spend its budget) and a whole one. */
+            uint64_t out = s->got + queued_in(s->peer);
+            if (s->out_marked)
+                FZ_CHECK(out - s->out_mark <= 2 * (uint64_t)S.o.write_quantum,
+                         "conn %d: %llu bytes sent in one run and the writes before it, write_quantum %zu", i,
+                         (unsigned long long)(out - s->out_mark), S.o.write_quantum);
+            s->out_mark = out;
+            s->out_marked = true;
+            uint64_t mp = model_pending(s);
+            FZ_CHECK(p == mp, "conn %d: evl_pending %zu, the bytes exchanged say %llu", i, p,
+                     (unsigned long long)mp);
+            if (s->paused && mp <= S.o.wbuf_low) {
+                /* drained to wbuf_low in this run: reading resumes, and
+                 * input held back is served by the next run at the latest */
+                s->paused = false;
+                s->quiet = false;
+                fz_trace("  conn %d: resumed at %llu pending (model)", i, (unsigned long long)mp);
+                if (len > 0 && !s->h_closed && !s->read_due)
+                    owe_read(s);
+            } else if (s->paused && !s->h_closed) {
+                uint64_t taken = model_taken(s);
+                FZ_CHECK(taken == s->taken_at_pause,
+                         "conn %d: paused at wbuf_high (%llu pending), yet the loop read %llu more bytes", i,
+                         (unsigned long long)mp, (unsigned long long)(taken - s->taken_at_pause));
+            }
+        }
         if (s->read_due && !S.in_run && S.runs >= s->read_due_by) {
-            /* Owed and not served: fine only while reading is paused by
-             * wbuf_high, which ends only with pending <= wbuf_low. */
-            FZ_CHECK(s->h_closed || len == 0 || p > S.o.wbuf_low,
+            /* Owed and not served: fine only while the model says paused
+             * (pending reached wbuf_high and did not yet drain to wbuf_low). */
+            FZ_CHECK(s->h_closed || len == 0 || s->paused || (!pending_known(s) && p > S.o.wbuf_low),
                      "conn %d: %zu bytes of input stranded: no on_read in the run after it was due", i, len);
             s->read_due = false;
         }
+    }
+    for (int i = 0; i < MAX_PIPES; i++) {
+        pipe_st *pp = &S.ps[i];
+        if (pp->on && pp->due && !S.in_run && S.runs >= pp->due_by)
+            fz_fail("pipe %d: on_fd left bytes unread, and no on_fd in the next run (not level-triggered)", i);
     }
     FZ_CHECK(st.wbuf_bytes == wsum && st.rbuf_bytes == rsum,
              "stats: wbuf_bytes %llu rbuf_bytes %llu, connections hold %llu and %llu",
@@ -662,19 +1124,39 @@ static void check_state(void)
 static int run(void)
 {
     S.in_run = true;
+    S.ticks_at_run = S.ticks;
     fz_trace("run %llu", (unsigned long long)S.runs + 1);
     int n = evl_run_once(S.l, 0);
     S.in_run = false;
     FZ_CHECK(n >= 0, "evl_run_once failed: errno %d", errno);
+    FZ_CHECK(n <= S.o.max_events, "evl_run_once handled %d events, max_events %d", n, S.o.max_events);
     S.runs++;
     sync_refusals();
     check_state();
     return n;
 }
 
-static void script_step(uint8_t op)
+static void stop_and_run(void);
+
+/* Sleeps past the next tick, then runs: the run must tick ("every tick_ms,
+ * measured by the clock"). */
+static void tick_due(void)
 {
-    switch (op % 11) {
+    if (S.o.tick_ms <= 0)
+        return;
+    struct timespec ts = {0, (long)(S.o.tick_ms + 1) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    uint64_t before = S.ticks;
+    (void)run();
+    FZ_CHECK(S.ticks == before + 1, "%d ms passed since the last run, tick_ms %d: the run did not tick",
+             S.o.tick_ms + 1, S.o.tick_ms);
+}
+
+/* One step of the script; false: the script ends here with evl_free. */
+static bool script_step(uint8_t op)
+{
+    switch (op % 14) {
     case 0: case 1: {
         conn_st *s = pick(fz_u8(&S.in));
         peer_send(s, fz_size(&S.in, MAX_IO));
@@ -728,8 +1210,17 @@ static void script_step(uint8_t op)
         break;
     }
     case 10: peer_connect(); break;
+    case 11:
+        if (S.o.close_timeout_ms == 0)
+            stop_and_run();
+        else
+            act(NULL, 17); /* evl_stop: evl_run follows after settling */
+        break;
+    case 12: tick_due(); break;
+    case 13: return false; /* evl_free now, whatever is open or pending */
     default: break; /* 9: just one more run */
     }
+    return true;
 }
 
 /* The options, from the first bytes: small enough that the limits bite. */
@@ -738,7 +1229,7 @@ static void read_options(void)
     evl_options *o = &S.o;
     evl_options_default(o);
     uint8_t b = fz_u8(&S.in);
-    o->tick_ms = 0; /* time-driven: it would make runs differ */
+    o->tick_ms = 0; /* time-driven: 1 ms below, with checks that hold at any timing */
     o->rbuf_max = 1 + fz_size(&S.in, 65535);
     o->wbuf_high = 1 + fz_size(&S.in, 65535);
     o->wbuf_low = fz_size(&S.in, o->wbuf_high);
@@ -749,9 +1240,12 @@ static void read_options(void)
     o->close_timeout_ms = (b & 0x10) ? 0 : LONG_MS;
     o->idle_timeout_ms = (b & 0x20) ? LONG_MS : 0;
     uint8_t b2 = fz_u8(&S.in);
-    S.lfd = (b2 & 1) ? 0 : -1; /* 0: make one, once the loop exists */
+    S.lfd[0] = (b2 & 1) ? 0 : -1; /* 0: make one, once the loop exists */
+    S.lfd[1] = (b2 & 0x80) && S.lfd[0] == 0 ? 0 : -1; /* a second one beside it */
+    S.no_accept = (b2 & 0x20) != 0;
     o->max_conns = b2 >> 1 & 3u;
-    S.stop_at_end = (b2 & 8) && o->close_timeout_ms == 0; /* a longer flush would block */
+    S.stop_at_end = (b2 & 8) != 0; /* after settling: no flush waits for the peer */
+    o->tick_ms = (b2 & 0x40) ? 1 : 0;
     fz_trace("options: rbuf_max %zu wbuf_low %zu high %zu max %zu quantum %zu events %d close %d idle %d",
              o->rbuf_max, o->wbuf_low, o->wbuf_high, o->wbuf_max, o->write_quantum, o->max_events,
              o->close_timeout_ms, o->idle_timeout_ms);
@@ -763,6 +1257,9 @@ static void settle(void)
 {
     S.final = true;
     fz_trace("settle");
+    for (int i = 0; i < S.nconns; i++) /* the deferred replies are done */
+        for (; S.cs[i].c && S.cs[i].holds > 0; S.cs[i].holds--)
+            evl_release(S.cs[i].c);
     /* Input left unconsumed waits for more data that will not come: the
      * handler asks for it again, as a real one does when it is ready. */
     for (int i = 0; i < S.nconns; i++)
@@ -778,7 +1275,8 @@ static void settle(void)
         idle = moved == 0 && cb == S.callbacks && n == 0 ? idle + 1 : 0;
     }
     FZ_CHECK(idle >= 3, "the loop did not settle in %d rounds: it spins, or a stream never ends", MAX_ROUNDS);
-    FZ_CHECK(S.qlen == 0, "%d connections to the listener never accepted", S.qlen);
+    for (int i = 0; i < S.nconns; i++)
+        FZ_CHECK(!S.cs[i].queued || !S.listening[S.cs[i].lst], "conn %d: connected to a listener, never accepted", i);
     for (int i = 0; i < S.nconns; i++) {
         conn_st *s = &S.cs[i];
         if (s->refused) {
@@ -810,7 +1308,7 @@ static void settle(void)
 static void watchdog_fired(int sig)
 {
     (void)sig;
-    static const char msg[] = "\nFUZZ CHECK FAILED: evl_run did not return within 2 s of evl_stop\n";
+    static const char msg[] = "\nFUZZ CHECK FAILED: evl_run did not return within 2 s of evl_stop (a connection never closed?)\n";
     (void)!write(2, msg, sizeof msg - 1);
     abort();
 }
@@ -831,46 +1329,76 @@ static timer_t watchdog(bool arm)
     return t;
 }
 
-/* evl_stop, then evl_run: it closes everything and returns 0. Only with
- * close_timeout_ms 0, so that nothing waits for a peer that is not read. */
-static void stop_gracefully(void)
+/* evl_stop, then evl_run: listeners are removed, every connection gets
+ * evl_close, and it returns 0 once all are closed. Only where no flush can
+ * wait for a peer that is not read: close_timeout_ms 0, or after settling.
+ * Callbacks keep acting meanwhile (adopt, add a listener, close others). */
+static void stop_and_run(void)
 {
     S.stopping = true;
+    for (int i = 0; i < S.nconns; i++)
+        if (S.cs[i].c)
+            S.cs[i].stop_closed = true;
     fz_trace("evl_stop, evl_run");
     evl_stop(S.l);
+    S.stop_req = true;
     FZ_CHECK(evl_stopping(S.l), "evl_stopping false after evl_stop");
+    S.listening[0] = S.listening[1] = false; /* removed before any callback runs */
+    S.in_run = true;
+    S.ticks_at_run = UINT64_MAX; /* many iterations */
+    S.stops = 0;
     (void)watchdog(true);
     int rc = evl_run(S.l, -1);
     (void)watchdog(false);
+    S.in_run = false;
+    S.stopping = false;
+    S.stop_req = false;
     FZ_CHECK(rc == 0, "evl_run after evl_stop returned %d (errno %d)", rc, errno);
+    FZ_CHECK(S.stops == 1, "on_stop ran %d times in one evl_run with a stop", S.stops);
+    FZ_CHECK(!evl_stopping(S.l), "evl_stopping still true after evl_run returned");
+    sigset_t now;
+    (void)sigprocmask(SIG_BLOCK, NULL, &now);
+    FZ_CHECK(sigismember(&now, SIGTERM) == sigismember(&S.mask0, SIGTERM) &&
+                 sigismember(&now, SIGINT) == sigismember(&S.mask0, SIGINT),
+             "evl_run returned without restoring the signal mask");
     struct evl_stats st;
     evl_stats(S.l, &st);
     FZ_CHECK(st.conns == 0 && S.closed == S.entered, "evl_run returned with %llu connections open",
              (unsigned long long)st.conns);
+    S.runs = st.iterations;
+    sync_refusals();
+    check_state();
 }
 
 /* evl_free, then every fd of ours closed: as many open as at the start. */
 static void teardown(int fds_before)
 {
     S.freeing = true;
+    for (int i = 0; i < S.nconns; i++)
+        if (S.cs[i].c)
+            S.cs[i].ended = true; /* evl_free closes every connection now */
     evl_free(S.l);
     S.l = NULL;
     for (int i = 0; i < S.nconns; i++) {
         conn_st *s = &S.cs[i];
-        FZ_CHECK(s->closes == (s->refused ? 0 : 1), "conn %d: on_close ran %d times%s", i, s->closes,
+        FZ_CHECK(s->closes == (s->refused || s->queued ? 0 : 1), "conn %d: on_close ran %d times%s", i, s->closes,
                  s->refused ? " (refused)" : "");
         if (s->peer >= 0)
             (void)close(s->peer);
     }
+    for (int k = 0; k < 2; k++)
+        FZ_CHECK(S.lfd[k] < 0 || fcntl(S.lfd[k], F_GETFD) >= 0, "evl_free closed a listener's fd");
     for (int i = 0; i < MAX_PIPES; i++) {
         if (S.ps[i].on) {
+            FZ_CHECK(fcntl(S.ps[i].r, F_GETFD) >= 0, "evl_free closed an extra fd");
             (void)close(S.ps[i].r);
             if (S.ps[i].w >= 0)
                 (void)close(S.ps[i].w);
         }
     }
-    if (S.lfd >= 0)
-        (void)close(S.lfd);
+    for (int k = 0; k < 2; k++)
+        if (S.lfd[k] >= 0)
+            (void)close(S.lfd[k]);
     int fds_after = fz_count_fds();
     FZ_CHECK(fds_after == fds_before, "fds: %d open before, %d after", fds_before, fds_after);
 }
@@ -882,10 +1410,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < MAX_PIPES; i++)
         S.ps[i].r = S.ps[i].w = -1;
     int fds_before = fz_count_fds();
+    (void)sigprocmask(SIG_BLOCK, NULL, &S.mask0);
 
     read_options();
-    evl_handler h = {.on_accept = on_accept, .on_read = on_read, .on_drain = on_drain,
-                     .on_close = on_close, .on_fd = on_fd};
+    evl_handler h = {.on_accept = S.no_accept ? NULL : on_accept, .on_read = on_read, .on_drain = on_drain,
+                     .on_close = on_close, .on_fd = on_fd, .on_tick = on_tick, .on_stop = on_stop};
     if (S.o.wbuf_low > 0) { /* inconsistent options are refused */
         evl_options bad = S.o;
         bad.wbuf_low = bad.wbuf_high + 1;
@@ -893,21 +1422,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     S.l = evl_new(&h, &S, &S.o);
     FZ_CHECK(S.l != NULL, "evl_new failed: errno %d", errno);
+    memset(&h, 0, sizeof h); /* "the handler struct is copied" */
     FZ_CHECK(evl_loop_udata(S.l) == &S && evl_get_options(S.l)->rbuf_max == S.o.rbuf_max,
              "evl_loop_udata/evl_get_options disagree with evl_new's arguments");
-    if (S.lfd == 0)
-        listen_unix();
+    for (int k = 0; k < 2; k++)
+        if (S.lfd[k] == 0)
+            listen_unix(k);
 
     adopt_pair();
-    for (int step = 0; step < MAX_STEPS && S.in.n > 0; step++) {
+    bool whole = true;
+    for (int step = 0; whole && step < MAX_STEPS && S.in.n > 0; step++) {
         uint8_t op = fz_u8(&S.in);
-        fz_trace("step %d: op %d", step, op % 11);
-        script_step(op);
+        fz_trace("step %d: op %d", step, op % 14);
+        whole = script_step(op);
         (void)run();
     }
-    settle();
-    if (S.stop_at_end)
-        stop_gracefully();
+    if (whole) {
+        settle();
+        if (S.stop_at_end || S.stop_req)
+            stop_and_run();
+    }
     teardown(fds_before);
     return 0;
 }

@@ -281,6 +281,10 @@ void evl__conn_deliver(evl_conn *c)
     size_t before = evl__conn_input_len(c);
     if (before > 0 && !evl__dead(c) && !evl__closing(c) && !c->paused && !c->read_paused) {
         c->dispatched = l->iter;
+        /* This call serves any re-dispatch asked for before it: if it
+         * consumes nothing, the loop waits for more data (an evl_wake from
+         * inside on_read still asks again). */
+        evl__list_unlink(&c->ready);
         if (c->h->on_read)
             c->h->on_read(c);
         size_t after = evl__conn_input_len(c);
@@ -496,21 +500,28 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
         return 0;
 
     size_t sent = 0;
-    /* Nothing queued and budget left: the socket may take it now. One send,
-     * however large (the kernel takes at most its buffer); once the budget is
-     * spent, writes queue until the next EPOLLOUT. */
-    if (c->wbuf.len == 0 && c->state != EVL__CONNECTING && budget_left(c) > 0) {
+    /* Nothing queued and budget left: the socket may take it now, in one
+     * send of at most what is left of the budget (so a write larger than
+     * write_quantum does not hold the loop any more than a flush would) and
+     * of at most EVL__DIRECT_IOV buffers; the rest is queued below. */
+    size_t budget = c->wbuf.len == 0 && c->state != EVL__CONNECTING ? budget_left(c) : 0;
+    if (budget > 0) {
+        struct iovec v[EVL__DIRECT_IOV];
+        size_t nv = 0;
+        for (int i = 0; i < iovcnt && nv < EVL__DIRECT_IOV && budget > 0; i++) {
+            if (iov[i].iov_len == 0)
+                continue;
+            v[nv] = iov[i];
+            if (v[nv].iov_len > budget)
+                v[nv].iov_len = budget;
+            budget -= v[nv].iov_len;
+            nv++;
+        }
+        struct msghdr m = {.msg_iov = v, .msg_iovlen = nv};
         ssize_t r;
         do {
-            if (iovcnt == 1) {
-                r = send(c->io.fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-            } else {
-                /* sendmsg refuses more than IOV_MAX buffers (EMSGSIZE):
-                 * try the first IOV_MAX now, the rest is queued below. */
-                struct msghdr m = {.msg_iov = (struct iovec *)iov,
-                                   .msg_iovlen = (size_t)(iovcnt < IOV_MAX ? iovcnt : IOV_MAX)};
-                r = sendmsg(c->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-            }
+            r = nv == 1 ? send(c->io.fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                        : sendmsg(c->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
         } while (r < 0 && errno == EINTR);
         if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return fail_write(c, errno);

@@ -12,6 +12,7 @@
 
 #define EVL__READ_MAX        ((size_t)64 << 10) /* bytes per read() */
 #define EVL__ACCEPT_BATCH    128           /* accepts per listener event */
+#define EVL__DIRECT_IOV      64            /* buffers per direct sendmsg (< IOV_MAX) */
 #define EVL__ACCEPT_PAUSE_MS 100           /* after EMFILE: retry this late */
 #define EVL__OWN_TIMERS      4             /* tick, accept, idle, close */
 
@@ -164,6 +165,8 @@ struct evl_loop {
     unsigned stop_requested : 1;
     unsigned stopping : 1;      /* graceful stop under way */
     unsigned reaping : 1;       /* inside evl__reap: no nested reaping */
+    unsigned busy : 1;          /* inside evl_run_once or evl_free: callbacks may
+                                   run, so neither may be re-entered (EBUSY) */
 };
 
 /* poll.c: the readiness backend */

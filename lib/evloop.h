@@ -214,21 +214,25 @@ void evl_options_default_sized(evl_options *o, size_t osize);
 evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
                         const evl_options *o, size_t osize);
 
-/* Closes every connection now (on_close for each), forgets extra fds and
- * listeners without closing them, frees the loop. Not from a callback. */
+/* Closes every connection now (on_close for each, also for one that an
+ * on_close adopts meanwhile), forgets extra fds and listeners without
+ * closing them, frees the loop. Not from a callback of l (nor from an
+ * on_close during evl_free): there it frees nothing and sets errno EBUSY. */
 void evl_free(evl_loop *l);
 
 /* Runs until SIGTERM, SIGINT or evl_stop, then stops gracefully: listeners are
- * removed, on_stop runs, every connection gets evl_close (flush, then close,
- * aborted after close_timeout_ms), and it returns 0 once all are closed. listen_fd (a
- * listening socket, or -1 for none) is added as by evl_add_listener.
- * SIGTERM/SIGINT are blocked in the calling thread while it runs and read
- * through a signalfd; the mask is restored on return. Children forked from a
- * callback inherit that block across exec (and would ignore SIGTERM): give
- * them evl_child_sigmask(). Other signals that interrupt epoll_wait are
- * ignored. Returns -1 with errno on a fatal error (signalfd or epoll
- * failing); the listener it added is removed again and the mask restored, so
- * a retry starts from the same state. */
+ * removed, on_stop runs, every connection (also one adopted during the stop)
+ * gets evl_close (flush, then close, aborted after close_timeout_ms), and it
+ * returns 0 once all are closed. listen_fd (a listening socket, or -1 for
+ * none) is added as by evl_add_listener. SIGTERM/SIGINT are blocked in the
+ * calling thread while it runs and read through a signalfd; the mask is
+ * restored on return. Children forked from a callback inherit that block
+ * across exec (and would ignore SIGTERM): give them evl_child_sigmask().
+ * Other signals that interrupt epoll_wait are ignored. Returns -1 with errno
+ * on a fatal error (signalfd or epoll failing); the listener it added is
+ * removed again and the mask restored, so a retry starts from the same
+ * state. Returns -1 with EBUSY, doing nothing, when called from a callback
+ * of l (it is running already). */
 int evl_run(evl_loop *l, int listen_fd);
 
 /* The signal mask a child spawned from a callback should run with: the
@@ -242,7 +246,8 @@ void evl_child_sigmask(const evl_loop *l, sigset_t *set);
 /* One iteration: waits up to timeout_ms (-1: until an event; timers and
  * pending re-dispatch shorten the wait), handles the batch, runs due timers,
  * and re-dispatches buffered input. Returns the number of epoll events
- * handled (0 on timeout or EINTR), or -1 with errno on a fatal error. */
+ * handled (0 on timeout or EINTR), or -1 with errno on a fatal error, or
+ * with EBUSY, doing nothing, when called from a callback of l. */
 int evl_run_once(evl_loop *l, int timeout_ms);
 
 /* Asks evl_run to stop gracefully (as for SIGTERM) after this iteration. */
@@ -385,10 +390,10 @@ const char *evl_data(const evl_conn *c, size_t *len);
 void evl_consume(evl_conn *c, size_t n);
 
 /* Queues len bytes for sending, in order after everything queued before.
- * With nothing pending, one send() is tried at once (unless this connection
- * spent its write_quantum in this iteration); the rest is buffered and drained
- * on EPOLLOUT. Never blocks. Returns 0 when all bytes are accepted
- * (sent or buffered), or -1 with errno:
+ * With nothing pending, one send() of at most what is left of this
+ * connection's write_quantum in this iteration is tried at once (none when it
+ * is spent); the rest is buffered and drained on EPOLLOUT. Never blocks.
+ * Returns 0 when all bytes are accepted (sent or buffered), or -1 with errno:
  *   EPIPE         the connection is closing or closed (evl_close/evl_abort,
  *                 or a previous error); nothing was queued
  *   EVL_EOVERFLOW pending would pass wbuf_max; the connection is aborted
@@ -397,9 +402,9 @@ void evl_consume(evl_conn *c, size_t n);
  * Pending at or above wbuf_high pauses reading this connection. */
 int evl_write(evl_conn *c, const void *buf, size_t len);
 /* Like evl_write for several buffers (one sendmsg when nothing is pending).
- * Any iovcnt >= 0 is accepted: beyond IOV_MAX the first IOV_MAX buffers are
- * tried at once and the rest queued. EINVAL for iovcnt < 0 or a total that
- * overflows size_t (nothing queued, the connection stays). */
+ * Any iovcnt >= 0 is accepted (also beyond IOV_MAX): the direct send takes at
+ * most the first 64 buffers, and the rest is queued. EINVAL for iovcnt < 0 or
+ * a total that overflows size_t (nothing queued, the connection stays). */
 int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt);
 
 /* Bytes accepted by evl_write and not yet handed to the kernel. */

@@ -505,11 +505,11 @@ static void tick_fired(evl_timer *t, void *arg)
 /* How long epoll_wait may sleep: the caller's bound, shortened by the next
  * timer, and zero while input waits for re-dispatch, a kill waits to be
  * reaped, or a stop has nothing left to wait for (evl_run must return now,
- * not at the next event). */
+ * not at the next event) or a connection to close (adopted during it). */
 static int wait_ms(const evl_loop *l, int timeout_ms)
 {
     if (!evl__list_empty(&l->ready) || l->kill_head ||
-        (l->stopping && l->st.conns == 0))
+        (l->stopping && (l->st.conns == 0 || !evl__list_empty(&l->active))))
         return 0;
     uint64_t due = evl__timer_next(l);
     if (due == UINT64_MAX)
@@ -602,7 +602,7 @@ static void redispatch(evl_loop *l)
     }
 }
 
-int evl_run_once(evl_loop *l, int timeout_ms)
+static int run_once(evl_loop *l, int timeout_ms)
 {
     l->now = evl__clock_ms();
     reap(l);
@@ -636,6 +636,18 @@ int evl_run_once(evl_loop *l, int timeout_ms)
     return n < 0 ? 0 : n;
 }
 
+int evl_run_once(evl_loop *l, int timeout_ms)
+{
+    if (l->busy) { /* from a callback: the batch in l->events is in use */
+        errno = EBUSY;
+        return -1;
+    }
+    l->busy = 1;
+    int n = run_once(l, timeout_ms);
+    l->busy = 0;
+    return n;
+}
+
 /* ---- run and stop -------------------------------------------------------- */
 
 void evl_stop(evl_loop *l) { l->stop_requested = 1; }
@@ -653,8 +665,11 @@ static void begin_stop(evl_loop *l)
 {
     l->stopping = 1;
     remove_listeners(l);
-    if (l->h.on_stop)
+    if (l->h.on_stop) {
+        l->busy = 1; /* a callback: evl_run_once, evl_run, evl_free refused */
         l->h.on_stop(l); /* closes the listen fds: late clients are refused */
+        l->busy = 0;
+    }
     evl_conn *c;
     while ((c = first_conn(&l->active)) || (c = first_conn(&l->custom)))
         evl_close(c); /* moves it to closing, or kills it */
@@ -668,6 +683,10 @@ static void begin_stop(evl_loop *l)
 
 int evl_run(evl_loop *l, int listen_fd)
 {
+    if (l->busy) {
+        errno = EBUSY;
+        return -1;
+    }
     if (listen_fd >= 0 && evl_add_listener(l, listen_fd) < 0)
         return -1;
     sigset_t stop_set, old;
@@ -701,6 +720,9 @@ int evl_run(evl_loop *l, int listen_fd)
     for (;;) {
         if (l->stop_requested && !l->stopping)
             begin_stop(l);
+        evl_conn *c;
+        while (l->stopping && (c = first_conn(&l->active)))
+            evl_close(c); /* adopted during the stop (by an on_close, say) */
         if (l->stopping && l->st.conns == 0)
             break;
         if (evl_run_once(l, -1) < 0) {
@@ -730,14 +752,22 @@ void evl_free(evl_loop *l)
 {
     if (!l)
         return;
-    evl_conn *c;
-    while ((c = first_conn(&l->custom)))
-        evl__conn_kill(c, EVL_CLOSE_STOP, 0);
-    while ((c = first_conn(&l->active)))
-        evl__conn_kill(c, EVL_CLOSE_STOP, 0);
-    while ((c = first_conn(&l->closing)))
-        evl__conn_kill(c, EVL_CLOSE_STOP, 0);
-    reap(l);
+    if (l->busy) { /* from a callback: the caller's frame still uses l */
+        errno = EBUSY;
+        return;
+    }
+    l->busy = 1; /* on_close runs below: it must not free or run l either */
+    do { /* an on_close may adopt a connection: it is closed too */
+        evl_conn *c;
+        while ((c = first_conn(&l->custom)))
+            evl__conn_kill(c, EVL_CLOSE_STOP, 0);
+        while ((c = first_conn(&l->active)))
+            evl__conn_kill(c, EVL_CLOSE_STOP, 0);
+        while ((c = first_conn(&l->closing)))
+            evl__conn_kill(c, EVL_CLOSE_STOP, 0);
+        reap(l);
+    } while (!evl__list_empty(&l->active) || !evl__list_empty(&l->closing) ||
+             !evl__list_empty(&l->custom));
     remove_listeners(l);
     int wfd = l->wakeup->fd; /* the loop's own: closed; the rest the caller's */
     for (size_t fd = 0; fd < l->fdtab_len; fd++)

@@ -94,6 +94,7 @@ static bool name_is(const char *l, size_t n, const char *name)
 
 struct head_state {
     int hosts, lengths;
+    bool close; /* "close" in any Connection field: it wins (RFC 9112 9.6) */
 };
 
 /* "Name: value": checks it and applies what matters here. */
@@ -123,7 +124,7 @@ static enum http_status parse_header(const char *l, size_t n, struct http_reques
         hs->hosts++;
     } else if (name_is(l, c, "connection")) {
         if (list_has(val, vn, "close"))
-            out->keep_alive = false;
+            hs->close = true;
         else if (list_has(val, vn, "keep-alive"))
             out->keep_alive = true;
     } else if (name_is(l, c, "content-length")) {
@@ -195,6 +196,8 @@ enum http_status http_parse(const char *buf, size_t len, struct http_request *ou
         return fail(out, 431);
     if (out->minor == 1 && hs.hosts != 1)
         return fail(out, 400);
+    if (hs.close)
+        out->keep_alive = false;
     out->consumed = next;
     return HTTP_OK;
 }
