@@ -487,6 +487,30 @@ static void test_timer_allocation_failures_and_limits(void **state)
     evl_free(l);
 }
 
+/* evl_read_resume on a connection that was never paused changes nothing
+ * (the proxy calls it from on_drain whether or not the other side paused:
+ * only timing decided whether a run covered it). */
+static void test_read_resume_without_pause(void **state)
+{
+    (void)state;
+    reset();
+    evl_loop *l = loop(&g_quiet, 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    tu_track_fd(sv[1]);
+    evl_conn *c = evl_adopt(l, sv[0]);
+    assert_non_null(c);
+    evl_read_resume(c);
+    assert_true(write(sv[1], "z", 1) == 1);
+    size_t n = 0;
+    for (int i = 0; i < 20 && n == 0; i++) {
+        assert_true(evl_run_once(l, 10) >= 0);
+        (void)evl_data(c, &n);
+    }
+    assert_int_equal(n, 1); /* still read: the resume did not pause it */
+    evl_free(l);
+}
+
 static void test_close_reason_names_and_nomem_errno(void **state)
 {
     (void)state;
@@ -511,6 +535,7 @@ int main(void)
         TU_TEST(test_stop_closes_custom_idle_connections),
         TU_TEST(test_close_sweep_rearms_for_the_next_deadline),
         TU_TEST(test_timer_allocation_failures_and_limits),
+        TU_TEST(test_read_resume_without_pause),
         TU_TEST(test_close_reason_names_and_nomem_errno),
     };
     return cmocka_run_group_tests_name("test_gaps13", tests, NULL, NULL);
