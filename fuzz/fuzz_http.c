@@ -114,24 +114,22 @@ static bool m_tchar(unsigned char c) { return c > 0x20 && c < 0x7f && !strchr("\
 /* A comma-separated list of a Connection field: does it name tok? */
 static bool m_token_in(const char *v, size_t n, const char *tok)
 {
+    /* Each comma-separated element, OWS trimmed at both ends, compared
+     * whole: found by bounds in v, not copied (a fixed copy once cut a long
+     * element "close    ...   !" to "close" plus blanks: a false alarm). */
     size_t tl = strlen(tok);
-    char item[64];
-    size_t k = 0;
+    size_t start = 0;
     for (size_t i = 0; i <= n; i++) {
-        if (i == n || v[i] == ',') {
-            while (k > 0 && (item[k - 1] == ' ' || item[k - 1] == '\t'))
-                k--;
-            size_t a = 0;
-            while (a < k && (item[a] == ' ' || item[a] == '\t'))
-                a++;
-            if (k - a == tl && strncasecmp(item + a, tok, tl) == 0)
-                return true;
-            k = 0;
-        } else if (k < sizeof item) {
-            item[k++] = v[i];
-        } else {
-            k = sizeof item; /* too long to be the token: stays so */
-        }
+        if (i < n && v[i] != ',')
+            continue;
+        size_t a = start, e = i;
+        while (a < e && (v[a] == ' ' || v[a] == '\t'))
+            a++;
+        while (e > a && (v[e - 1] == ' ' || v[e - 1] == '\t'))
+            e--;
+        if (e - a == tl && strncasecmp(v + a, tok, tl) == 0)
+            return true;
+        start = i + 1;
     }
     return false;
 }
