@@ -126,7 +126,9 @@ def test_resp_redis_benchmark(resp):
         assert out.returncode == 0, out.stderr
         text = out.stdout.replace("\r", "\n")
         for t in ("PING_INLINE", "PING_MBULK"):
-            m = re.search(t + r": ([0-9.]+) requests per second", text)
+            # "inf": every request answered within the benchmark's 1 ms clock
+            # resolution (seen in a fresh-check run); a rate, not a failure
+            m = re.search(t + r": ([0-9.]+|inf) requests per second", text)
             assert m and float(m.group(1)) > 0, text[-500:]
 
 
