@@ -19,14 +19,6 @@ import pytest
 from evltest import Client, check_pattern, linger0_close, wait_for
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 def proxy(start_server, upstream, *flags):
     where = upstream.path if upstream.path else f"127.0.0.1:{upstream.port}"
     return start_server("--mode", "proxy", "--upstream", where, *flags)
@@ -74,13 +66,13 @@ def test_proxy_slow_client_bounds_memory_and_pauses_upstream(start_server):
     px = proxy(start_server, up, "--wbuf-high", str(WBUF_HIGH))
     c = Client.tcp(px.port, rcvbuf=4096)
     assert c.cmd("PING") == "PONG"
-    rss0 = rss_kb(px.pid)
+    rss0 = px.rss_kb()
     c.send(f"BLAST {BLAST} 5\n")
     time.sleep(2.0)
     st1 = up.stats()
     time.sleep(0.5)
     st2 = up.stats()
-    grown = rss_kb(px.pid) - rss0
+    grown = px.rss_kb() - rss0
     # measured: ~2.3 MiB with wbuf_high 1 MiB (two 1 MiB buffers at most)
     assert grown < 6 * 1024, f"proxy RSS grew {grown} KiB with a stalled client"
     # the upstream is paused: bytes wait in its own buffer, and stay there
