@@ -135,10 +135,10 @@ static void step_drain(fz_in *in, evl__buf *b, model *m)
 /* Same bytes as the model in [at, at+n) (clipped to the content). */
 static bool same(const evl__buf *b, const model *m, size_t at, size_t n)
 {
-    if (at >= b->len)
+    if (at >= evl__buf_len(b))
         return true;
-    if (n > b->len - at)
-        n = b->len - at;
+    if (n > evl__buf_len(b) - at)
+        n = evl__buf_len(b) - at;
     return memcmp(evl__buf_data(b) + at, m->p + m->start + at, n) == 0;
 }
 
@@ -154,17 +154,17 @@ static void check(const evl__buf *b, const model *m, int step, bool full)
     FZ_CHECK(why == NULL, "step %d: evl__buf_check: %s", step, why);
     /* The validator's own promises, checked again here: a buggy validator
      * must not hide a buggy buffer. */
-    FZ_CHECK(b->len == m->len, "step %d: buffer holds %zu bytes, model %zu", step, b->len, m->len);
-    FZ_CHECK(b->len > 0 || (b->base == NULL && evl__buf_data(b) == NULL),
+    FZ_CHECK(evl__buf_len(b) == m->len, "step %d: buffer holds %zu bytes, model %zu", step, evl__buf_len(b), m->len);
+    FZ_CHECK(evl__buf_len(b) > 0 || (b->m == NULL && evl__buf_data(b) == NULL),
              "step %d: empty buffer holds memory", step);
-    FZ_CHECK(b->cap <= 4 * b->len + EVL__BUF_SLACK, "step %d: cap %zu for %zu bytes", step, b->cap,
-             b->len);
+    FZ_CHECK(evl__buf_cap(b) <= 4 * evl__buf_len(b) + EVL__BUF_SLACK, "step %d: cap %zu for %zu bytes", step, evl__buf_cap(b),
+             evl__buf_len(b));
     bool ok;
-    if (full || b->len <= 4 * WINDOW)
-        ok = same(b, m, 0, b->len);
+    if (full || evl__buf_len(b) <= 4 * WINDOW)
+        ok = same(b, m, 0, evl__buf_len(b));
     else
-        ok = same(b, m, 0, WINDOW) && same(b, m, b->len - WINDOW, WINDOW) &&
-             same(b, m, (size_t)step * 40503u % (b->len - WINDOW), WINDOW);
+        ok = same(b, m, 0, WINDOW) && same(b, m, evl__buf_len(b) - WINDOW, WINDOW) &&
+             same(b, m, (size_t)step * 40503u % (evl__buf_len(b) - WINDOW), WINDOW);
     FZ_CHECK(ok, "step %d: buffer bytes differ from the model", step);
 }
 
@@ -221,7 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             size_t k = n ? fz_size(&in, n) : 0;
             char *p = evl__buf_reserve(&b, n);
             FZ_CHECK(p != NULL, "reserve %zu failed", n);
-            FZ_CHECK(b.len == m.len && p == b.base + b.off + b.len, "reserve: not at the tail");
+            FZ_CHECK(evl__buf_len(&b) == m.len && p == b.m->data + b.m->off + b.m->len, "reserve: not at the tail");
             fz_fill((uint8_t *)p, k, BIG_STREAM, m.start + m.len);
             memset(p + k, 0xee, n - k); /* the whole reservation is writable */
             model_append(&m, p, k);

@@ -1,4 +1,5 @@
-/* The byte buffer: one contiguous region, released when empty (see buf.h). */
+/* The byte buffer: one allocation (header and region), released when empty
+ * (see buf.h). */
 #include "buf.h"
 
 #include <assert.h>
@@ -6,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define HDR offsetof(struct evl__bufmem, data)
 
 static size_t pow2_at_least(size_t n)
 {
@@ -21,17 +24,20 @@ static size_t pow2_at_least(size_t n)
 /* Moves the live bytes into a fresh region of new_cap bytes at offset 0. */
 static int relocate(evl__buf *b, size_t new_cap)
 {
-    char *p = malloc(new_cap);
-    if (!p) {
+    struct evl__bufmem *m = new_cap <= SIZE_MAX - HDR ? malloc(HDR + new_cap) : NULL;
+    if (!m) {
         errno = ENOMEM;
         return -1;
     }
-    if (b->len)
-        memcpy(p, b->base + b->off, b->len);
-    free(b->base);
-    b->base = p;
-    b->off = 0;
-    b->cap = new_cap;
+    m->off = 0;
+    m->len = 0;
+    m->cap = new_cap;
+    if (b->m) {
+        m->len = b->m->len;
+        memcpy(m->data, b->m->data + b->m->off, m->len);
+        free(b->m);
+    }
+    b->m = m;
     return 0;
 }
 
@@ -42,19 +48,20 @@ static int relocate(evl__buf *b, size_t new_cap)
  * region grows to a power of two, at least doubling. */
 static int make_room(evl__buf *b, size_t n)
 {
-    if (n > SIZE_MAX - b->len) {
+    size_t len = evl__buf_len(b), cap = evl__buf_cap(b);
+    if (n > SIZE_MAX - len) {
         errno = ENOMEM;
         return -1;
     }
-    size_t need = b->len + n;
-    if (b->off + need <= b->cap)
+    size_t need = len + n;
+    if (b->m && b->m->off + need <= cap)
         return 0;
-    if (need <= b->cap && b->off >= b->len) {
-        memmove(b->base, b->base + b->off, b->len);
-        b->off = 0;
+    if (b->m && need <= cap && b->m->off >= len) {
+        memmove(b->m->data, b->m->data + b->m->off, len);
+        b->m->off = 0;
         return 0;
     }
-    size_t want = need > b->cap ? need : b->cap + 1;
+    size_t want = need > cap ? need : cap + 1;
     return relocate(b, pow2_at_least(want));
 }
 
@@ -64,8 +71,8 @@ static int make_room(evl__buf *b, size_t n)
  * region stays. */
 static void shrink_if_sparse(evl__buf *b)
 {
-    if (b->cap > 4 * b->len + EVL__BUF_SLACK)
-        (void)relocate(b, pow2_at_least(2 * b->len));
+    if (b->m->cap > 4 * b->m->len + EVL__BUF_SLACK)
+        (void)relocate(b, pow2_at_least(2 * b->m->len));
 }
 
 int evl__buf_append(evl__buf *b, const void *p, size_t n)
@@ -74,8 +81,8 @@ int evl__buf_append(evl__buf *b, const void *p, size_t n)
         return 0;
     if (make_room(b, n) < 0)
         return -1;
-    memcpy(b->base + b->off + b->len, p, n);
-    b->len += n;
+    memcpy(b->m->data + b->m->off + b->m->len, p, n);
+    b->m->len += n;
     return 0;
 }
 
@@ -83,14 +90,14 @@ char *evl__buf_reserve(evl__buf *b, size_t n)
 {
     if (make_room(b, n ? n : 1) < 0)
         return NULL;
-    return b->base + b->off + b->len;
+    return b->m->data + b->m->off + b->m->len;
 }
 
 void evl__buf_commit(evl__buf *b, size_t n)
 {
-    assert(b->off + b->len + n <= b->cap);
-    b->len += n;
-    if (b->len == 0) {
+    assert(b->m && b->m->off + b->m->len + n <= b->m->cap);
+    b->m->len += n;
+    if (b->m->len == 0) {
         evl__buf_free(b); /* a reserve that read nothing keeps no memory */
         return;
     }
@@ -99,10 +106,12 @@ void evl__buf_commit(evl__buf *b, size_t n)
 
 void evl__buf_consume(evl__buf *b, size_t n)
 {
-    assert(n <= b->len);
-    b->off += n;
-    b->len -= n;
-    if (b->len == 0) {
+    assert(n <= evl__buf_len(b));
+    if (n == 0)
+        return;
+    b->m->off += n;
+    b->m->len -= n;
+    if (b->m->len == 0) {
         evl__buf_free(b);
         return;
     }
@@ -112,9 +121,9 @@ void evl__buf_consume(evl__buf *b, size_t n)
 ssize_t evl__buf_drain(evl__buf *b, evl__writer_fn w, void *ctx, size_t budget)
 {
     size_t done = 0;
-    while (b->len > 0 && done < budget) {
-        size_t n = b->len < budget - done ? b->len : budget - done;
-        ssize_t r = w(ctx, b->base + b->off, n);
+    while (b->m && done < budget) {
+        size_t n = b->m->len < budget - done ? b->m->len : budget - done;
+        ssize_t r = w(ctx, b->m->data + b->m->off, n);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -133,20 +142,22 @@ ssize_t evl__buf_drain(evl__buf *b, evl__writer_fn w, void *ctx, size_t budget)
 
 void evl__buf_free(evl__buf *b)
 {
-    free(b->base);
-    b->base = NULL;
-    b->off = b->len = b->cap = 0;
+    free(b->m);
+    b->m = NULL;
 }
 
 const char *evl__buf_check(const evl__buf *b)
 {
-    if ((b->base == NULL) != (b->cap == 0))
-        return "base and cap disagree about having memory";
-    if (b->off > b->cap || b->len > b->cap - b->off)
+    const struct evl__bufmem *m = b->m;
+    if (!m)
+        return NULL;
+    if (m->cap == 0)
+        return "a region of no bytes is allocated";
+    if (m->off > m->cap || m->len > m->cap - m->off)
         return "live bytes extend past the region";
-    if (b->len == 0 && b->base != NULL)
+    if (m->len == 0)
         return "empty buffer holds memory";
-    if (b->cap > 4 * b->len + EVL__BUF_SLACK)
+    if (m->cap > 4 * m->len + EVL__BUF_SLACK)
         return "capacity exceeds 4*len + slack";
     return NULL;
 }

@@ -3,11 +3,13 @@
  * Internal (not installed); its own small API so it can be unit-tested and
  * fuzzed without sockets.
  *
- * One contiguous region: [base, base+cap) holds the live bytes at
- * [base+off, base+off+len). Contiguous because the handler reads input in
- * place (evl_data). An empty buffer holds no memory (base == NULL), so idle
- * connections cost nothing; capacity is kept within cap <= 4*len + SLACK, so
- * a buffer that once held a burst gives the memory back as it drains.
+ * One pointer in the connection (8 bytes): NULL while empty, so an idle
+ * connection's two buffers cost 16 bytes and no allocation. When bytes
+ * arrive it points at one allocation holding a small header and the region:
+ * the live bytes are data[off, off+len) of data[0, cap). Contiguous because
+ * the handler reads input in place (evl_data). Capacity is kept within
+ * cap <= 4*len + SLACK, so a buffer that once held a burst gives the memory
+ * back as it drains; an emptied buffer frees it at once.
  */
 #ifndef EVL_BUF_H
 #define EVL_BUF_H
@@ -15,21 +17,27 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#define EVL__BUF_MIN   ((size_t)4096)       /* smallest allocation */
+#define EVL__BUF_MIN   ((size_t)4096)       /* smallest region */
 #define EVL__BUF_SLACK ((size_t)256 << 10) /* capacity allowed beyond 4*len */
 
-typedef struct evl__buf {
-    char *base;
+struct evl__bufmem {
     size_t off; /* consumed bytes at the front, not yet reclaimed */
     size_t len; /* live bytes */
-    size_t cap; /* allocated bytes */
+    size_t cap; /* bytes in data[] */
+    char data[];
+};
+
+typedef struct evl__buf {
+    struct evl__bufmem *m; /* NULL: empty, holds no memory */
 } evl__buf;
+
+static inline size_t evl__buf_len(const evl__buf *b) { return b->m ? b->m->len : 0; }
+static inline size_t evl__buf_cap(const evl__buf *b) { return b->m ? b->m->cap : 0; }
+static inline const char *evl__buf_data(const evl__buf *b) { return b->m ? b->m->data + b->m->off : NULL; }
 
 /* Writes up to n bytes from p; returns bytes written (>0), or -1 with errno
  * (EAGAIN: no room now; EINTR: retried by the caller; others: fatal). */
 typedef ssize_t (*evl__writer_fn)(void *ctx, const void *p, size_t n);
-
-static inline const char *evl__buf_data(const evl__buf *b) { return b->base ? b->base + b->off : NULL; }
 
 /* Appends n bytes. 0, or -1 with errno ENOMEM (the buffer is unchanged). */
 int evl__buf_append(evl__buf *b, const void *p, size_t n);

@@ -1,6 +1,13 @@
 /* A connection: reading and delivering input, buffered never-blocking
  * writes, flow control at the watermarks, and the close state machine
- * (open -> closing: flush -> lingering: wait for peer EOF -> killed -> reaped). */
+ * (open -> closing: flush -> lingering: wait for peer EOF -> killed -> reaped).
+ *
+ * The hot path (issue 14) is one read into the loop's buffer, on_read with
+ * the input shown in place, one send from evl_write, and no epoll_ctl: the
+ * checks that guard it are ordered so the common case passes each with one
+ * test, and everything rare (closing, pauses, EOF, overrides) sits behind
+ * those tests. */
+#include "conn_fast.h"
 #include "evl_int.h"
 
 #include <assert.h>
@@ -10,23 +17,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Progress on an open connection restarts its idle clock. A closing one is
- * left alone: its stamp is the close deadline, fixed at evl_close, so a peer
- * that reads a byte at a time cannot stretch a close without bound. */
-static void touch(evl_conn *c)
-{
-    evl_loop *l = c->loop;
-    if (evl__closing(c) || evl__dead(c))
-        return;
-    c->stamp = l->now;
-    /* Keep the active list ordered by last progress, so the idle timer only
-     * ever looks at its head. A connection with its own timeout is on the
-     * custom list instead; its own timer reads the stamp when it fires. */
-    if (l->o.idle_timeout_ms > 0 && !c->idle_timer) {
-        evl__list_unlink(&c->link);
-        evl__list_append(&l->active, &c->link);
-    }
-}
+#define WLEN(c) evl__buf_len(&(c)->wbuf)
+#define RLEN(c) evl__buf_len(&(c)->rbuf)
+
 
 /* The one place a connection's state changes (the states and their order
  * are in evl_int.h). */
@@ -47,20 +40,34 @@ static void mark_ready(evl_conn *c)
 {
     if (!evl__linked(&c->ready))
         evl__list_append(&c->loop->ready, &c->ready);
+    c->loop->attention = 1;
 }
+
+
+static bool shown_in_place(const evl_conn *c) { return c->loop->view_conn == c; }
 
 size_t evl__conn_input_len(const evl_conn *c)
 {
-    return c->view ? c->view_len : c->rbuf.len;
+    return shown_in_place(c) ? c->loop->view_len : RLEN(c);
 }
 
-/* The interest that the connection's state calls for; epoll_ctl only when
- * it changes. */
-static void update_interest(evl_conn *c)
+struct evl__conn_ext *evl__conn_ext(evl_conn *c)
 {
-    if (evl__dead(c))
-        return;
-    uint32_t want = 0;
+    if (!c->x) {
+        c->x = calloc(1, sizeof *c->x);
+        if (!c->x)
+            return NULL;
+        c->x->wbuf_max = c->loop->o.wbuf_max;
+    }
+    return c->x;
+}
+
+static size_t wbuf_max(const evl_conn *c) { return c->x ? c->x->wbuf_max : c->loop->o.wbuf_max; }
+
+/* The interest that the connection's state calls for. */
+static uint8_t wanted(const evl_conn *c)
+{
+    uint8_t want = 0;
     if (c->state == EVL__CONNECTING) {
         want = EVL__OUT; /* writable = the connect finished, either way */
     } else if (evl__closing(c)) {
@@ -69,15 +76,47 @@ static void update_interest(evl_conn *c)
         if (!c->peer_eof)
             want |= EVL__IN;
     } else if (!c->peer_eof && !c->paused && !c->read_paused &&
-               c->rbuf.len < c->loop->o.rbuf_max) {
+               RLEN(c) < c->loop->o.rbuf_max) {
         want |= EVL__IN;
     }
-    if (c->wbuf.len > 0)
+    if (c->wbuf.m)
         want |= EVL__OUT;
-    /* A connection epoll will not watch as it needs (EPOLLOUT for pending
-     * output, EPOLLIN for input) would wait for an event that never comes,
-     * or be reported without end: abort it. */
-    if (evl__poll_set(c->loop, &c->io, want) < 0)
+    return want;
+}
+
+/* Interest changes are queued and applied once, before the next epoll_wait
+ * (evl__conn_apply_interest): a write that queues and a flush that empties
+ * in the same iteration cost no epoll_ctl at all. */
+static void update_interest(evl_conn *c)
+{
+    if (evl__dead(c) || c->interest_queued || wanted(c) == c->io.events)
+        return;
+    evl_loop *l = c->loop;
+    if (l->ndirty == l->dirtycap) {
+        size_t cap = l->dirtycap ? 2 * l->dirtycap : 64;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+        evl_conn **d = realloc(l->dirty, cap * sizeof *d);
+        if (!d) { /* no room to queue it: apply it now */
+            evl__conn_apply_interest(c);
+            return;
+        }
+        l->dirty = d;
+        l->dirtycap = cap;
+    }
+    c->interest_queued = 1;
+    l->dirty[l->ndirty++] = c;
+    l->attention = 1;
+}
+
+/* A connection epoll will not watch as it needs (EPOLLOUT for pending
+ * output, EPOLLIN for input) would wait for an event that never comes, or
+ * be reported without end: it is aborted. */
+void evl__conn_apply_interest(evl_conn *c)
+{
+    c->interest_queued = 0;
+    if (evl__dead(c))
+        return;
+    if (evl__poll_set(c->loop, &c->io, wanted(c)) < 0)
         evl__conn_kill(c, EVL_CLOSE_NOMEM, errno);
 }
 
@@ -90,7 +129,6 @@ evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting)
     c->io.kind = EVL__CONN;
     c->loop = l;
     c->h = &l->h;
-    c->wbuf_max = l->o.wbuf_max;
     c->state = connecting ? EVL__CONNECTING : EVL__OPEN;
     if (evl__poll_set(l, &c->io, connecting ? EVL__OUT : EVL__IN) < 0) {
         free(c);
@@ -118,13 +156,12 @@ void evl__conn_kill(evl_conn *c, int reason, int err)
     enter(c, EVL__DEAD);
     if (c->reason == EVL_CLOSE_OPEN) {
         c->reason = (uint8_t)reason;
-        c->err = err;
+        c->err = (int16_t)err;
     }
     evl__list_unlink(&c->link);
     evl__list_unlink(&c->ready);
-    c->next_kill = NULL;
-    *l->kill_tail = c;
-    l->kill_tail = &c->next_kill;
+    evl__list_append(&l->killed, &c->link);
+    l->attention = 1;
 }
 
 /* Whether the connection ends by abort: evl_abort, or output cut off
@@ -136,7 +173,7 @@ static bool abortive(const evl_conn *c)
 {
     if (c->reason == EVL_CLOSE_ABORT)
         return true;
-    return c->reason != EVL_CLOSE_RESET && c->wbuf.len > 0;
+    return c->reason != EVL_CLOSE_RESET && c->wbuf.m;
 }
 
 /* Runs on_close and closes the fd: called by the loop between callbacks,
@@ -144,11 +181,14 @@ static bool abortive(const evl_conn *c)
 void evl__conn_reap(evl_conn *c)
 {
     evl_loop *l = c->loop;
+    evl__list_unlink(&c->link); /* off the killed list */
     evl__unregister(l, &c->io); /* freed after the batch: c stays valid here */
-    evl_timer_free(c->connect_timer);
-    c->connect_timer = NULL;
-    evl_timer_free(c->idle_timer);
-    c->idle_timer = NULL;
+    if (c->x) {
+        evl_timer_free(c->x->connect_timer);
+        c->x->connect_timer = NULL;
+        evl_timer_free(c->x->idle_timer);
+        c->x->idle_timer = NULL;
+    }
     if (c->refused) {
         l->st.rejected++;
     } else {
@@ -167,12 +207,14 @@ void evl__conn_reap(evl_conn *c)
     (void)close(c->io.fd);
     evl__buf_free(&c->rbuf);
     evl__buf_free(&c->wbuf);
+    free(c->x);
+    c->x = NULL;
 }
 
 /* The write side is flushed: end the graceful close. */
 static void finish_close(evl_conn *c)
 {
-    assert(evl__closing(c) && c->wbuf.len == 0);
+    assert(evl__closing(c) && !c->wbuf.m);
     if (c->peer_eof || c->broken || c->loop->stopping) {
         evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
         return;
@@ -198,7 +240,7 @@ void evl_shutdown(evl_conn *c)
     if (evl__dead(c) || evl__closing(c) || c->shut_req)
         return;
     c->shut_req = 1;
-    if (c->wbuf.len == 0 && c->state != EVL__CONNECTING)
+    if (!c->wbuf.m && c->state != EVL__CONNECTING)
         shut_write(c);
 }
 
@@ -210,14 +252,14 @@ void evl_close(evl_conn *c)
     enter(c, EVL__FLUSHING);
     c->reason = l->stopping ? EVL_CLOSE_STOP : EVL_CLOSE_LOCAL;
     evl__buf_free(&c->rbuf);
-    c->view = NULL;
-    c->view_len = 0;
+    if (shown_in_place(c))
+        l->view_len = 0; /* the rest of the input shown is dropped */
     evl__list_unlink(&c->ready);
     evl__list_unlink(&c->link);
     c->stamp = l->now + (uint64_t)l->o.close_timeout_ms;
     evl__list_append(&l->closing, &c->link);
     evl__timer_ensure(&l->close_timer, c->stamp);
-    if (c->wbuf.len == 0)
+    if (!c->wbuf.m)
         finish_close(c);
     else
         update_interest(c);
@@ -231,7 +273,7 @@ static void set_broken(evl_conn *c, int err)
 {
     c->broken = 1;
     if (!c->err)
-        c->err = err;
+        c->err = (int16_t)err;
     c->peer_eof = 1;
     evl__buf_free(&c->wbuf);
 }
@@ -265,7 +307,7 @@ static void check_eof_done(evl_conn *c, bool notify)
         }
     }
     /* A hold waits for a reply that can still be sent: not after a reset. */
-    if (c->wbuf.len > 0 || (c->holds > 0 && !c->broken))
+    if (c->wbuf.m || (c->holds > 0 && !c->broken))
         return;
     if (c->broken)
         evl__conn_kill(c, EVL_CLOSE_RESET, c->err);
@@ -275,28 +317,41 @@ static void check_eof_done(evl_conn *c, bool notify)
 
 /* ---- input -------------------------------------------------------------- */
 
-void evl__conn_deliver(evl_conn *c)
+/* on_read with the input the connection has: its buffer, or (view) the
+ * bytes just read into the loop's buffer, shown in place; only what on_read
+ * leaves unconsumed of those is copied. */
+/* Inlined in both callers: with the view (the hot path) and without. */
+static inline __attribute__((always_inline)) void deliver(evl_conn *c, const char *view,
+                                                         size_t view_len)
 {
     evl_loop *l = c->loop;
-    size_t before = evl__conn_input_len(c);
-    if (before > 0 && !evl__dead(c) && !evl__closing(c) && !c->paused && !c->read_paused) {
-        c->dispatched = l->iter;
+    size_t before = view ? view_len : RLEN(c);
+    if (before > 0 && c->state == EVL__OPEN && !c->paused && !c->read_paused) {
+        evl__mark_now(c);
+        c->dispatched = 1;
         /* This call serves any re-dispatch asked for before it: if it
          * consumes nothing, the loop waits for more data (an evl_wake from
          * inside on_read still asks again). */
         evl__list_unlink(&c->ready);
+        if (view) {
+            l->view_conn = c;
+            l->view = view;
+            l->view_len = view_len;
+        }
         if (c->h->on_read)
             c->h->on_read(c);
-        size_t after = evl__conn_input_len(c);
-        /* Keep only the unconsumed tail of input shown in place. */
-        if (c->view) {
-            if (after > 0 && !evl__dead(c) && evl__buf_append(&c->rbuf, c->view, after) < 0)
+        size_t after;
+        if (view) {
+            after = l->view_len;
+            l->view_conn = NULL;
+            /* Keep only the unconsumed tail of input shown in place. */
+            if (after > 0 && !evl__dead(c) && evl__buf_append(&c->rbuf, l->view, after) < 0)
                 evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
-            c->view = NULL;
-            c->view_len = 0;
+        } else {
+            after = RLEN(c);
         }
-        if (evl__dead(c) || evl__closing(c))
-            return;
+        if (c->state != EVL__OPEN)
+            return; /* closed or killed by on_read */
         if (after > 0) {
             if (after < before)
                 mark_ready(c); /* pipelined input: never stranded (fault 4) */
@@ -306,60 +361,108 @@ void evl__conn_deliver(evl_conn *c)
                 return;
             }
         }
+        /* Input shown in place and all consumed leaves the interest as it
+         * was; calls that change it (a queued write, a pause) queue the
+         * change themselves. Buffered input may have crossed rbuf_max. */
+        if (c->rbuf.m || !view)
+            update_interest(c);
+    }
+    if (c->peer_eof)
+        check_eof_done(c, true);
+}
+
+void evl__conn_deliver(evl_conn *c) { deliver(c, NULL, 0); }
+
+/* fast_read's tail when on_read left something: deliver's, from after the
+ * call (the view is already closed: l->view_len and l->view are what is
+ * left of it). */
+void evl__conn_after_read(evl_conn *c, size_t before)
+{
+    evl_loop *l = c->loop;
+    size_t after = l->view_len;
+    if (after > 0 && !evl__dead(c) && evl__buf_append(&c->rbuf, l->view, after) < 0)
+        evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
+    if (c->state != EVL__OPEN)
+        return; /* closed or killed by on_read */
+    if (after > 0) {
+        if (after < before)
+            mark_ready(c); /* pipelined input: never stranded (fault 4) */
+        else if (after >= l->o.rbuf_max) {
+            l->st.overflow_closed++;
+            evl__conn_kill(c, EVL_CLOSE_OVERFLOW, 0);
+            return;
+        }
+    }
+    if (c->rbuf.m)
+        update_interest(c);
+    if (c->peer_eof)
+        check_eof_done(c, true);
+}
+
+/* Reading while closing: discard, until the peer's EOF or reset. */
+static void read_discard(evl_conn *c)
+{
+    ssize_t n = read(c->io.fd, c->loop->scratch, EVL__READ_MAX);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        c->peer_eof = 1;
+        check_eof_done(c, true);
         update_interest(c);
     }
+}
+
+/* EOF (n == 0) or a failed read: what was received is still delivered
+ * (faults 1, 5), and reading stops, so level triggering cannot spin on it. */
+void evl__conn_read_ended(evl_conn *c, ssize_t n, int err)
+{
+    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+        return;
+    if (n < 0)
+        set_broken(c, err);
+    c->peer_eof = 1;
+    update_interest(c);
     check_eof_done(c, true);
 }
 
 static void on_readable(evl_conn *c)
 {
     evl_loop *l = c->loop;
-    if (c->peer_eof)
-        return;
-    if (evl__closing(c)) {
-        ssize_t n = read(c->io.fd, l->scratch, EVL__READ_MAX);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-            c->peer_eof = 1;
-            check_eof_done(c, true);
-            update_interest(c);
-        }
-        return;
-    }
-    if (c->paused || c->read_paused || (c->state == EVL__CONNECTING) || c->rbuf.len >= l->o.rbuf_max)
+    if (c->state != EVL__OPEN || c->peer_eof || c->paused || c->read_paused) {
+        if (evl__closing(c) && !c->peer_eof)
+            read_discard(c);
         return; /* woken by HUP/ERR while not reading: the write side or
                    on_read must make progress first */
-    size_t room = l->o.rbuf_max - c->rbuf.len;
-    size_t want = room < EVL__READ_MAX ? room : EVL__READ_MAX;
-    /* No buffered input: read into the loop's buffer and show it in place;
-     * only what on_read leaves unconsumed is copied. */
-    int in_place = c->rbuf.len == 0;
-    char *dst = in_place ? l->scratch : evl__buf_reserve(&c->rbuf, want);
-    if (!dst) {
-        evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
-        return;
     }
-    ssize_t n = read(c->io.fd, dst, want);
-    int err = errno;
-    if (!in_place)
-        evl__buf_commit(&c->rbuf, n > 0 ? (size_t)n : 0);
-    if (n > 0) {
-        touch(c);
-        if (in_place) {
-            c->view = dst;
-            c->view_len = (size_t)n;
+    ssize_t n;
+    if (!c->rbuf.m) {
+        /* No buffered input: read into the loop's buffer, shown in place. */
+        n = read(c->io.fd, l->scratch, l->read_max);
+        if (n > 0) {
+            evl__touch(c);
+            deliver(c, l->scratch, (size_t)n);
+            return;
         }
-        evl__conn_deliver(c);
-        return;
+    } else {
+        size_t have = RLEN(c);
+        if (have >= l->o.rbuf_max)
+            return;
+        size_t room = l->o.rbuf_max - have;
+        size_t want = room < EVL__READ_MAX ? room : EVL__READ_MAX;
+        char *dst = evl__buf_reserve(&c->rbuf, want);
+        if (!dst) {
+            evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
+            return;
+        }
+        n = read(c->io.fd, dst, want);
+        int err = errno;
+        evl__buf_commit(&c->rbuf, n > 0 ? (size_t)n : 0);
+        errno = err;
+        if (n > 0) {
+            evl__touch(c);
+            deliver(c, NULL, 0);
+            return;
+        }
     }
-    if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
-        return;
-    /* EOF, or a reset: what was received is still delivered (faults 1, 5),
-     * and reading stops, so level triggering cannot spin on it. */
-    if (n < 0)
-        set_broken(c, err);
-    c->peer_eof = 1;
-    update_interest(c);
-    check_eof_done(c, true);
+    evl__conn_read_ended(c, n, errno);
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -369,27 +472,26 @@ static ssize_t sock_send(void *ctx, const void *p, size_t n)
     return send(*(const int *)ctx, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
-/* write_quantum is a per-iteration budget for each connection, shared by
- * EPOLLOUT flushes and evl_write's direct sends. Without the second part, a
- * producer writing from on_drain to a reader that keeps up would see every
- * write taken at once, never reach wbuf_low, and stream without end while
- * every other connection waits. */
+/* What this connection may still send in this iteration: what is left of
+ * its write_quantum and of the loop's write_budget. The quantum is shared
+ * by EPOLLOUT flushes and evl_write's direct sends: without the second
+ * part, a producer writing from on_drain to a reader that keeps up would
+ * see every write taken at once, never reach wbuf_low, and stream without
+ * end while every other connection waits. The budget bounds the whole
+ * iteration, so a thousand writers cannot make one iteration long. */
 static size_t budget_left(const evl_conn *c)
 {
     const evl_loop *l = c->loop;
-    if (c->sent_iter != l->iter)
-        return l->o.write_quantum;
-    return c->sent_now < l->o.write_quantum ? l->o.write_quantum - c->sent_now : 0;
+    size_t spent = c->mark == (uint16_t)l->iter ? c->sent_now : 0;
+    size_t mine = l->quantum - spent; /* sent_now <= quantum, always */
+    return mine < l->budget_left ? mine : l->budget_left;
 }
 
 static void spend(evl_conn *c, size_t n)
 {
-    const evl_loop *l = c->loop;
-    if (c->sent_iter != l->iter) {
-        c->sent_iter = l->iter;
-        c->sent_now = 0;
-    }
-    c->sent_now += n;
+    evl__mark_now(c);
+    c->sent_now += (uint32_t)n; /* n <= quantum - sent_now <= UINT32_MAX */
+    c->loop->budget_left -= n;  /* n <= budget_left */
 }
 
 /* A send failed for good: the connection is aborted. */
@@ -408,21 +510,22 @@ static void after_drain(evl_conn *c)
 {
     evl_loop *l = c->loop;
     if (evl__closing(c)) {
-        if (c->wbuf.len == 0 && c->state != EVL__LINGERING)
+        if (!c->wbuf.m && c->state != EVL__LINGERING)
             finish_close(c);
         else
             update_interest(c);
         return;
     }
-    if (c->shut_req && c->wbuf.len == 0)
+    size_t pending = WLEN(c);
+    if (c->shut_req && pending == 0)
         shut_write(c);
-    if (c->paused && c->wbuf.len <= l->o.wbuf_low) {
+    if (c->paused && pending <= l->o.wbuf_low) {
         c->paused = 0;
-        if (c->rbuf.len > 0)
+        if (c->rbuf.m)
             mark_ready(c);
     }
     update_interest(c);
-    if (c->drain_armed && c->wbuf.len <= l->o.wbuf_low) {
+    if (c->drain_armed && pending <= l->o.wbuf_low) {
         c->drain_armed = 0;
         if (c->h->on_drain)
             c->h->on_drain(c);
@@ -445,16 +548,16 @@ static void on_writable(evl_conn *c)
 {
     if (c->state == EVL__CONNECTING) {
         connect_done(c);
-        if (evl__dead(c) || c->wbuf.len == 0)
+        if (evl__dead(c) || !c->wbuf.m)
             return;
     }
-    if (c->wbuf.len == 0) {
+    if (!c->wbuf.m) {
         update_interest(c);
         return;
     }
     size_t budget = budget_left(c);
     if (budget == 0)
-        return; /* spent by direct writes this iteration: EPOLLOUT stays on */
+        return; /* spent this iteration: EPOLLOUT stays on, served next time */
     ssize_t r = evl__buf_drain(&c->wbuf, sock_send, &c->io.fd, budget);
     if (r < 0) {
         fail_write(c, errno);
@@ -462,29 +565,77 @@ static void on_writable(evl_conn *c)
     }
     if (r > 0) {
         spend(c, (size_t)r);
-        touch(c);
+        evl__touch(c);
     }
     after_drain(c);
 }
 
+
 void evl__conn_event(evl_conn *c, uint32_t events)
 {
+    if (evl__dead(c)) /* killed earlier in this batch, not reaped yet */
+        return;
     /* Hang-up and error are read first, so data the peer sent before it
      * went away is delivered (fault 5); the write then finds the error. */
-    if (evl__dead(c))
-        return;
     if (events & (EVL__ERR | EVL__HUP))
         events |= EVL__IN | EVL__OUT;
     if (events & EVL__IN)
         on_readable(c);
-    if (!evl__dead(c) && (events & EVL__OUT))
+    if ((events & EVL__OUT) && !evl__dead(c))
         on_writable(c);
+}
+
+static int write_refused(const evl_conn *c)
+{
+    return evl__dead(c) || evl__closing(c) || c->broken || c->shut_req;
+}
+
+/* What evl_writev could not send at once goes to the connection's buffer. */
+static int queue_rest(evl_conn *c, const struct iovec *iov, int iovcnt, size_t total, size_t sent)
+{
+    evl_loop *l = c->loop;
+    size_t rest = total - sent, max = wbuf_max(c);
+    if (max && rest > max - WLEN(c)) {
+        l->st.overflow_closed++;
+        return fail_write(c, EVL_EOVERFLOW);
+    }
+    size_t skip = sent;
+    for (int i = 0; i < iovcnt; i++) {
+        size_t n = iov[i].iov_len;
+        if (skip >= n) {
+            skip -= n;
+            continue;
+        }
+        if (evl__buf_append(&c->wbuf, (const char *)iov[i].iov_base + skip, n - skip) < 0)
+            return fail_write(c, ENOMEM);
+        skip = 0;
+    }
+    size_t pending = WLEN(c);
+    if (pending > l->st.wbuf_peak)
+        l->st.wbuf_peak = pending;
+    if (pending > l->o.wbuf_low)
+        c->drain_armed = 1;
+    if (pending >= l->o.wbuf_high)
+        c->paused = 1; /* a client that does not read gets no more served */
+    update_interest(c);
+    return 0;
+}
+
+/* One send, EINTR retried: the bytes taken, or -1 with errno (EAGAIN: none). */
+static ssize_t send_now(const evl_conn *c, const struct iovec *v, size_t nv)
+{
+    struct msghdr m = {.msg_iov = (struct iovec *)(uintptr_t)v, .msg_iovlen = nv};
+    ssize_t r;
+    do {
+        r = nv == 1 ? send(c->io.fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                    : sendmsg(c->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (r < 0 && errno == EINTR);
+    return r;
 }
 
 int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
 {
-    evl_loop *l = c->loop;
-    if (evl__dead(c) || evl__closing(c) || c->broken || c->shut_req || iovcnt < 0) {
+    if (write_refused(c) || iovcnt < 0) {
         errno = iovcnt < 0 ? EINVAL : EPIPE;
         return -1;
     }
@@ -504,7 +655,7 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
      * send of at most what is left of the budget (so a write larger than
      * write_quantum does not hold the loop any more than a flush would) and
      * of at most EVL__DIRECT_IOV buffers; the rest is queued below. */
-    size_t budget = c->wbuf.len == 0 && c->state != EVL__CONNECTING ? budget_left(c) : 0;
+    size_t budget = !c->wbuf.m && c->state != EVL__CONNECTING ? budget_left(c) : 0;
     if (budget > 0) {
         struct iovec v[EVL__DIRECT_IOV];
         size_t nv = 0;
@@ -517,77 +668,83 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
             budget -= v[nv].iov_len;
             nv++;
         }
-        struct msghdr m = {.msg_iov = v, .msg_iovlen = nv};
-        ssize_t r;
-        do {
-            r = nv == 1 ? send(c->io.fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
-                        : sendmsg(c->io.fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-        } while (r < 0 && errno == EINTR);
+        ssize_t r = send_now(c, v, nv);
         if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return fail_write(c, errno);
         if (r > 0) {
             sent = (size_t)r;
             spend(c, sent);
-            touch(c);
+            evl__touch(c);
         }
     }
     if (sent == total)
         return 0;
-
-    size_t rest = total - sent;
-    if (c->wbuf_max && rest > c->wbuf_max - c->wbuf.len) {
-        l->st.overflow_closed++;
-        return fail_write(c, EVL_EOVERFLOW);
-    }
-    size_t skip = sent;
-    for (int i = 0; i < iovcnt; i++) {
-        size_t n = iov[i].iov_len;
-        if (skip >= n) {
-            skip -= n;
-            continue;
-        }
-        if (evl__buf_append(&c->wbuf, (const char *)iov[i].iov_base + skip, n - skip) < 0)
-            return fail_write(c, ENOMEM);
-        skip = 0;
-    }
-    if (c->wbuf.len > l->st.wbuf_peak)
-        l->st.wbuf_peak = c->wbuf.len;
-    if (c->wbuf.len > l->o.wbuf_low)
-        c->drain_armed = 1;
-    if (c->wbuf.len >= l->o.wbuf_high)
-        c->paused = 1; /* a client that does not read gets no more served */
-    update_interest(c);
-    return 0;
+    return queue_rest(c, iov, iovcnt, total, sent);
 }
 
+/* evl_write's rare cases: whatever is not an open connection with nothing
+ * queued and budget for all of it. */
+static int write_slow(evl_conn *c, const void *buf, size_t len)
+{
+    struct iovec v = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+    return evl_writev(c, &v, 1);
+}
+
+/* evl_writev of one buffer, with the common case first: nothing queued, an
+ * open connection, budget for all of it (on_read marked the iteration),
+ * and the socket takes it all. */
 int evl_write(evl_conn *c, const void *buf, size_t len)
 {
-    struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
-    return evl_writev(c, &v, 1);
+    evl_loop *l = c->loop;
+    if (c->state != EVL__OPEN || c->wbuf.m || c->broken || c->shut_req ||
+        c->mark != (uint16_t)l->iter || len - 1 >= l->quantum - c->sent_now ||
+        len > l->budget_left)
+        return write_slow(c, buf, len); /* len - 1: len 0 goes there too */
+    ssize_t r = send(c->io.fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if ((size_t)r == len) {
+        c->sent_now += (uint32_t)len;
+        l->budget_left -= len;
+        evl__touch(c);
+        return 0;
+    }
+    if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return fail_write(c, errno);
+    size_t sent = r > 0 ? (size_t)r : 0;
+    if (sent > 0) {
+        spend(c, sent);
+        evl__touch(c);
+    }
+    if (r < 0 && errno == EINTR)
+        return write_slow(c, buf, len); /* retried there */
+    struct iovec v = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+    return queue_rest(c, &v, 1, len, sent);
 }
 
 /* ---- accessors ---------------------------------------------------------- */
 
 const char *evl_data(const evl_conn *c, size_t *len)
 {
-    if (c->view) {
-        *len = c->view_len;
-        return c->view_len ? c->view : NULL;
+    const evl_loop *l = c->loop;
+    if (l->view_conn == c) {
+        *len = l->view_len;
+        return l->view_len ? l->view : NULL;
     }
-    *len = c->rbuf.len;
+    *len = RLEN(c);
     return evl__buf_data(&c->rbuf);
 }
 
 void evl_consume(evl_conn *c, size_t n)
 {
-    if (c->view) {
-        if (n > c->view_len)
-            n = c->view_len;
-        c->view += n;
-        c->view_len -= n;
+    evl_loop *l = c->loop;
+    if (l->view_conn == c) {
+        if (n > l->view_len)
+            n = l->view_len;
+        l->view += n;
+        l->view_len -= n;
         return;
     }
-    evl__buf_consume(&c->rbuf, n < c->rbuf.len ? n : c->rbuf.len);
+    size_t have = RLEN(c);
+    evl__buf_consume(&c->rbuf, n < have ? n : have);
 }
 
 void evl_wake(evl_conn *c)
@@ -608,7 +765,7 @@ void evl_read_resume(evl_conn *c)
     if (!c->read_paused)
         return;
     c->read_paused = 0;
-    if (!evl__dead(c) && !evl__closing(c) && c->rbuf.len > 0)
+    if (!evl__dead(c) && !evl__closing(c) && c->rbuf.m)
         mark_ready(c); /* input that waited is delivered without new data */
     update_interest(c);
 }
@@ -618,7 +775,7 @@ void evl_read_resume(evl_conn *c)
 void evl__conn_connected(evl_conn *c)
 {
     enter(c, EVL__OPEN);
-    if (c->shut_req && c->wbuf.len == 0)
+    if (c->shut_req && !c->wbuf.m)
         shut_write(c); /* evl_shutdown came before the connect finished */
     update_interest(c);
 }
@@ -629,7 +786,7 @@ static void own_idle_fired(evl_timer *t, void *arg)
 {
     evl_conn *c = arg;
     evl_loop *l = c->loop;
-    uint64_t due = c->stamp + (uint64_t)c->idle_ms;
+    uint64_t due = c->stamp + (uint64_t)c->x->idle_ms;
     if (due > l->now) {
         (void)evl_timer_start(t, due - l->now, 0); /* progress since: later */
         return;
@@ -646,9 +803,9 @@ int evl_set_idle_timeout(evl_conn *c, int ms)
         return -1;
     }
     if (ms == -1) { /* back to the loop's: the LRU, as most recently active */
-        if (c->idle_timer) {
-            evl_timer_free(c->idle_timer);
-            c->idle_timer = NULL;
+        if (c->x && c->x->idle_timer) {
+            evl_timer_free(c->x->idle_timer);
+            c->x->idle_timer = NULL;
             evl__list_unlink(&c->link);
             c->stamp = l->now;
             evl__list_append(&l->active, &c->link);
@@ -657,32 +814,42 @@ int evl_set_idle_timeout(evl_conn *c, int ms)
         }
         return 0;
     }
-    if (!c->idle_timer) {
-        c->idle_timer = evl_timer_new(l, own_idle_fired, c);
-        if (!c->idle_timer)
+    struct evl__conn_ext *x = evl__conn_ext(c);
+    if (!x)
+        return -1;
+    if (!x->idle_timer) {
+        x->idle_timer = evl_timer_new(l, own_idle_fired, c);
+        if (!x->idle_timer)
             return -1;
         evl__list_unlink(&c->link);
         evl__list_append(&l->custom, &c->link);
     }
-    c->idle_ms = ms;
+    x->idle_ms = ms;
     if (ms == 0) {
-        evl_timer_stop(c->idle_timer); /* never idle-closed */
+        evl_timer_stop(x->idle_timer); /* never idle-closed */
         return 0;
     }
     uint64_t due = c->stamp + (uint64_t)ms;
-    return evl_timer_start(c->idle_timer, due > l->now ? due - l->now : 0, 0);
+    return evl_timer_start(x->idle_timer, due > l->now ? due - l->now : 0, 0);
 }
 
 int evl_set_wbuf_max(evl_conn *c, size_t bytes)
 {
-    if (bytes && bytes < c->wbuf.len) {
+    if (bytes && bytes < WLEN(c)) {
         errno = EINVAL; /* already past it: say so rather than abort it now */
         return -1;
     }
-    c->wbuf_max = bytes;
+    if (bytes == wbuf_max(c))
+        return 0;
+    struct evl__conn_ext *x = evl__conn_ext(c);
+    if (!x)
+        return -1;
+    x->wbuf_max = bytes;
     return 0;
 }
 
+/* Connections that share a handler (a proxy's upstreams) point at it: the
+ * pointer is the caller's, kept as long as the connection lives. */
 void evl_set_handler(evl_conn *c, const evl_handler *h) { c->h = h ? h : &c->loop->h; }
 int evl_close_reason(const evl_conn *c) { return c->reason; }
 int evl_close_errno(const evl_conn *c)
@@ -703,7 +870,7 @@ const char *evl_close_reason_name(int reason)
     return names[reason];
 }
 
-size_t evl_pending(const evl_conn *c) { return c->wbuf.len; }
+size_t evl_pending(const evl_conn *c) { return WLEN(c); }
 bool evl_peer_eof(const evl_conn *c) { return c->peer_eof; }
 int evl_fd(const evl_conn *c) { return c->io.fd; }
 evl_loop *evl_loop_of(const evl_conn *c) { return c->loop; }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -65,8 +66,10 @@ void evl__connect_finish(evl_conn *c, int err)
 {
     if (c->state != EVL__CONNECTING)
         return;
-    evl_timer_free(c->connect_timer);
-    c->connect_timer = NULL;
+    if (c->x) {
+        evl_timer_free(c->x->connect_timer);
+        c->x->connect_timer = NULL;
+    }
     if (err) {
         evl__buf_free(&c->wbuf);
         evl__conn_kill(c, EVL_CLOSE_CONNECT, err);
@@ -118,17 +121,26 @@ evl_conn *evl_connect(evl_loop *l, const char *addr, int port, int timeout_ms,
     }
     /* Connected at once or not, the result is reported from the loop (by
      * the EPOLLOUT that follows), never from inside this call. */
-    evl_conn *c = evl__conn_new(l, fd, true);
+    if (l->o.sndbuf > 0) /* before the connect's handshake sizes the window */
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &l->o.sndbuf, sizeof l->o.sndbuf);
+    /* The timer lives in the connection's extension: made before the
+     * connection, so nothing needs undoing in one that failed half-way. */
+    struct evl__conn_ext *x = t ? calloc(1, sizeof *x) : NULL;
+    evl_conn *c = !t || x ? evl__conn_new(l, fd, true) : NULL;
     if (!c) {
-        int err = errno;
+        int err = x || !t ? errno : ENOMEM;
+        free(x);
         evl_timer_free(t);
         close(fd);
         errno = err;
         return NULL;
     }
-    if (t)
+    if (t) {
+        x->wbuf_max = l->o.wbuf_max;
+        x->connect_timer = t;
         t->arg = c;
-    c->connect_timer = t;
+        c->x = x;
+    }
     c->udata = udata;
     if (h)
         c->h = h;

@@ -9,6 +9,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <time.h>
 
 #define EVL__READ_MAX        ((size_t)64 << 10) /* bytes per read() */
 #define EVL__ACCEPT_BATCH    128           /* accepts per listener event */
@@ -74,7 +75,7 @@ typedef struct evl__io {
     uint8_t kind;
     uint8_t dead;
     uint8_t zombie;             /* dead, but epoll refused to forget it */
-    uint32_t events;            /* interest registered with epoll now */
+    uint8_t events;             /* interest registered with epoll now */
     struct evl__io *next_dead;  /* graveyard chain */
 } evl__io;
 
@@ -88,39 +89,48 @@ typedef struct evl__io {
  * a broken socket, the two read pauses, a requested half-close. */
 enum evl__state { EVL__CONNECTING, EVL__OPEN, EVL__FLUSHING, EVL__LINGERING, EVL__DEAD };
 
+/* What few connections use, allocated on first use so an idle connection
+ * stays small (issue 14: the struct is 120 bytes, one 128-byte malloc chunk;
+ * keep it there). */
+struct evl__conn_ext {
+    evl_timer *connect_timer;/* evl_connect's timeout, while connecting */
+    evl_timer *idle_timer;   /* evl_set_idle_timeout: its own, off the LRU */
+    int idle_ms;             /*   and its period */
+    size_t wbuf_max;         /* evl_set_wbuf_max (a copy of the loop's until) */
+};
+
 struct evl_conn {
     evl__io io;
     evl_loop *loop;
     void *udata;
     evl__buf rbuf;           /* unconsumed input, when it outlives on_read */
     evl__buf wbuf;           /* output the kernel has not taken yet */
-    const char *view;        /* during on_read: input shown in place from the */
-    size_t view_len;         /*   loop's read buffer (no copy) */
-    evl__link link;          /* in loop->active (LRU) or loop->closing (FIFO) */
+    evl__link link;          /* in loop->active (LRU), ->custom, ->closing
+                                (FIFO) or, once killed, ->killed */
     evl__link ready;         /* in loop->ready: input to re-dispatch */
-    evl_conn *next_kill;     /* in loop's kill queue */
     uint64_t stamp;          /* active: last progress (ms); closing: deadline */
-    uint64_t dispatched;     /* iteration of the last on_read */
-    uint64_t sent_iter;      /* iteration that sent_now counts for */
-    size_t sent_now;         /* bytes sent in it: capped by write_quantum */
-    uint8_t state;           /* enum evl__state: the connection's life */
-    unsigned peer_eof : 1;   /* read() returned 0 (or failed) */
-    unsigned broken : 1;     /* the socket failed: nothing can be sent */
-    unsigned paused : 1;     /* pending reached wbuf_high: not reading */
-    unsigned drain_armed : 1;/* pending went above wbuf_low: on_drain due */
-    unsigned refused : 1;    /* on_accept said no: close without on_close */
-    unsigned read_paused : 1;/* evl_read_pause */
-    unsigned eof_reported : 1;/* on_eof was called */
-    unsigned shut_req : 1;   /* evl_shutdown: FIN once flushed, no more writes */
-    unsigned wr_shut : 1;    /* the FIN is sent */
-    uint8_t reason;          /* enum evl_close_reason, set by the first cause */
-    unsigned holds;          /* evl_hold count: EOF does not close it */
-    int err;                 /* errno behind the close reason */
     const evl_handler *h;    /* this connection's callbacks */
-    evl_timer *connect_timer;/* evl_connect's timeout, while connecting */
-    evl_timer *idle_timer;   /* evl_set_idle_timeout: its own, off the LRU */
-    int idle_ms;             /*   and its period */
-    size_t wbuf_max;         /* evl_set_wbuf_max; the loop's by default */
+    struct evl__conn_ext *x; /* NULL until an override or evl_connect needs it */
+    uint32_t sent_now;       /* bytes sent in iteration `mark`: write_quantum */
+    unsigned holds;          /* evl_hold count: EOF does not close it */
+    uint16_t mark;           /* the loop's iteration (low 16 bits) that
+                                sent_now and dispatched count for; a wrap can
+                                only delay a connection by one iteration */
+    uint8_t state;           /* enum evl__state: the connection's life */
+    uint8_t reason;          /* enum evl_close_reason, set by the first cause */
+    /* Conditions, not states; uint16_t bit-fields so they fit in two bytes. */
+    uint16_t peer_eof : 1;   /* read() returned 0 (or failed) */
+    uint16_t broken : 1;     /* the socket failed: nothing can be sent */
+    uint16_t paused : 1;     /* pending reached wbuf_high: not reading */
+    uint16_t drain_armed : 1;/* pending went above wbuf_low: on_drain due */
+    uint16_t refused : 1;    /* on_accept said no: close without on_close */
+    uint16_t read_paused : 1;/* evl_read_pause */
+    uint16_t eof_reported : 1;/* on_eof was called */
+    uint16_t shut_req : 1;   /* evl_shutdown: FIN once flushed, no more writes */
+    uint16_t wr_shut : 1;    /* the FIN is sent */
+    uint16_t dispatched : 1; /* on_read was called in iteration `mark` */
+    uint16_t interest_queued : 1; /* in loop->dirty: epoll_ctl before the wait */
+    int16_t err;             /* errno behind the close reason */
 };
 
 struct evl_loop {
@@ -139,7 +149,15 @@ struct evl_loop {
     evl__link closing;          /* evl_close'd conns, earliest deadline first */
     evl__link custom;           /* open conns with their own idle timeout */
     evl__link ready;            /* conns with input to re-dispatch */
-    evl_conn *kill_head, **kill_tail;
+    evl_conn **dirty;           /* conns whose interest changed: applied once, */
+    size_t ndirty, dirtycap;    /*   before the next epoll_wait */
+    size_t budget_left;         /* of write_budget, in this iteration */
+    size_t quantum;             /* write_quantum, at most UINT32_MAX (sent_now) */
+    size_t read_max;            /* one read's size: rbuf_max, at most EVL__READ_MAX */
+    evl__link killed;           /* killed, on_close not run yet (FIFO) */
+    evl_conn *view_conn;        /* during its on_read: input shown in place */
+    const char *view;           /*   from the loop's read buffer (no copy) */
+    size_t view_len;
     evl__io *graveyard;         /* freed at the end of the batch */
     evl__io *zombies;           /* freed by evl_free (see evl__unregister) */
 
@@ -149,8 +167,11 @@ struct evl_loop {
     evl__io *wakeup;            /* eventfd of evl_wakeup */
 
     uint64_t now;               /* ms, CLOCK_MONOTONIC, refreshed per batch */
+    uint8_t attention;          /* 0: nothing ready, killed, dirty, buried or
+                                   woken: the iteration's tail is skipped */
     evl_timer **heap;           /* armed timers, a binary min-heap (timer.c) */
     size_t nheap, heapcap;
+    uint64_t next_due;          /* heap[0]->due, UINT64_MAX when empty */
     uint64_t timer_seq;
     evl__link timers;           /* every user timer, for evl_free */
     evl_timer tick_timer;       /* on_tick, every tick_ms */
@@ -160,12 +181,14 @@ struct evl_loop {
     uint64_t iter;
     sigset_t child_mask;        /* the mask from before evl_run blocked the
                                    stop signals (evl_child_sigmask) */
-    unsigned running : 1;       /* inside evl_run */
-    unsigned woken : 1;         /* the eventfd fired: on_wakeup due */
-    unsigned stop_requested : 1;
-    unsigned stopping : 1;      /* graceful stop under way */
-    unsigned reaping : 1;       /* inside evl__reap: no nested reaping */
-    unsigned busy : 1;          /* inside evl_run_once or evl_free: callbacks may
+    /* Flags as whole bytes: tested on every iteration, a byte load is
+     * cheaper than a bit-field's load, mask and test. */
+    uint8_t running;            /* inside evl_run */
+    uint8_t woken;              /* the eventfd fired: on_wakeup due */
+    uint8_t stop_requested;
+    uint8_t stopping;           /* graceful stop under way */
+    uint8_t reaping;            /* inside evl__reap: no nested reaping */
+    uint8_t busy;               /* inside evl_run_once or evl_free: callbacks may
                                    run, so neither may be re-entered (EBUSY) */
 };
 
@@ -174,16 +197,21 @@ int evl__poll_open(evl_loop *l);
 void evl__poll_close(evl_loop *l);
 int evl__poll_set(evl_loop *l, evl__io *io, uint32_t events);
 int evl__poll_del(evl_loop *l, evl__io *io);
-int evl__poll_wait(evl_loop *l, int timeout_ms);
-evl__io *evl__poll_event(const evl_loop *l, int i, uint32_t *events);
+
+/* The loop's clock: milliseconds of CLOCK_MONOTONIC. Inline: read once per
+ * iteration on the hot path. */
+static inline uint64_t evl__clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 /* timer.c */
-uint64_t evl__clock_ms(void);
 void evl__timer_init(evl_loop *l, evl_timer *t, evl_timer_fn fn, void *arg);
 int evl__timer_at(evl_timer *t, uint64_t due);
 void evl__timer_ensure(evl_timer *t, uint64_t due);
 void evl__timer_stop(evl_timer *t);
-uint64_t evl__timer_next(const evl_loop *l);
 void evl__timers_run(evl_loop *l);
 void evl__timers_free(evl_loop *l);
 
@@ -203,11 +231,17 @@ evl_conn *evl__conn_new(evl_loop *l, int fd, bool connecting);
 void evl__conn_event(evl_conn *c, uint32_t events);
 void evl__conn_deliver(evl_conn *c);
 void evl__conn_kill(evl_conn *c, int reason, int err);
+void evl__conn_apply_interest(evl_conn *c);
+void evl__conn_read_ended(evl_conn *c, ssize_t n, int err);
+void evl__conn_after_read(evl_conn *c, size_t before);
+struct evl__conn_ext *evl__conn_ext(evl_conn *c);
 void evl__conn_connected(evl_conn *c);
 
 /* connect.c */
 void evl__connect_finish(evl_conn *c, int err);
 void evl__conn_reap(evl_conn *c);
 size_t evl__conn_input_len(const evl_conn *c);
+
+#include "evl_poll.h" /* the backend's inline half: wait and read the batch */
 
 #endif /* EVL_INT_H */

@@ -174,6 +174,21 @@ typedef struct evl_options {
                                cannot hold the loop). Once spent, evl_write
                                queues. Default 256 KiB. */
     int max_events;         /* epoll_wait batch size. Default 256. */
+    /* Fields below were added after 0.1; the struct grows only here. */
+    size_t write_budget;    /* max bytes sent per loop iteration, all
+                               connections together (EPOLLOUT flushes and
+                               direct sends). Once spent, writes queue and
+                               flushes wait for the next iteration, so no
+                               iteration holds the loop for long and a probe
+                               beside a thousand writers is answered within
+                               milliseconds (docs/DESIGN.md, "Fairness").
+                               Default 1 MiB; must be > 0. */
+    int sndbuf;             /* SO_SNDBUF of accepted and connected sockets, in
+                               bytes: bounds the kernel memory a peer that
+                               does not read can pin. 0 = the kernel's
+                               (autotuned, up to tcp_wmem's max, 4 MiB).
+                               Default 0 here; see docs/DESIGN.md for the
+                               measurement behind the value servers use. */
 } evl_options;
 
 /* Counters, all since evl_new. conns == accepted - closed at every moment.

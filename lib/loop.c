@@ -1,6 +1,7 @@
 /* The loop: epoll dispatch, accepting, timers (tick, idle, close deadlines,
  * accept pause), signals, extra fds, and the deferred reaping of closed
  * connections. */
+#include "conn_fast.h"
 #include "evl_int.h"
 
 #include <errno.h>
@@ -44,6 +45,8 @@ void evl_options_default_sized(evl_options *o, size_t osize)
         .max_conns = 0,
         .write_quantum = 256u << 10,
         .max_events = 256,
+        .write_budget = 1u << 20,
+        .sndbuf = 0,
     };
     memcpy(o, &d, known(osize, sizeof d));
 }
@@ -53,7 +56,8 @@ static int options_valid(const evl_options *o)
     return o->tick_ms >= 0 && o->idle_timeout_ms >= 0 && o->close_timeout_ms >= 0 &&
            o->rbuf_max > 0 && o->write_quantum > 0 && o->max_events > 0 &&
            o->wbuf_low <= o->wbuf_high && o->wbuf_high > 0 &&
-           (o->wbuf_max == 0 || o->wbuf_max >= o->wbuf_high);
+           (o->wbuf_max == 0 || o->wbuf_max >= o->wbuf_high) && o->write_budget > 0 &&
+           o->sndbuf >= 0;
 }
 
 evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
@@ -82,7 +86,11 @@ evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
     evl__list_init(&l->custom);
     evl__list_init(&l->ready);
     evl__list_init(&l->timers);
-    l->kill_tail = &l->kill_head;
+    evl__list_init(&l->killed);
+    l->quantum = opts.write_quantum < UINT32_MAX ? opts.write_quantum : UINT32_MAX;
+    l->next_due = UINT64_MAX;
+    l->budget_left = opts.write_budget;
+    l->read_max = opts.rbuf_max < EVL__READ_MAX ? opts.rbuf_max : EVL__READ_MAX;
     l->now = evl__clock_ms();
     evl__timer_init(l, &l->tick_timer, tick_fired, l);
     evl__timer_init(l, &l->accept_timer, accept_resume_fired, l);
@@ -146,10 +154,15 @@ void evl__bury(evl_loop *l, evl__io *io)
     io->dead = 1;
     io->next_dead = l->graveyard;
     l->graveyard = io;
+    l->attention = 1;
 }
+
+static void apply_interest(evl_loop *l);
 
 static void free_graveyard(evl_loop *l)
 {
+    if (l->ndirty)
+        apply_interest(l); /* the queue may name the dead: done with it first */
     while (l->graveyard) {
         evl__io *io = l->graveyard;
         l->graveyard = io->next_dead;
@@ -369,19 +382,20 @@ evl_conn *evl_adopt(evl_loop *l, int fd)
 /* Runs on_close for connections killed since the last call. Called between
  * callbacks, so on_close never runs inside the call that caused it. An
  * on_close may kill others: they are reaped in the same pass. */
-static void reap(evl_loop *l)
+static void reap_all(evl_loop *l)
 {
-    if (l->reaping || !l->kill_head)
-        return; /* called after every event: the common case is nothing */
     l->reaping = 1;
-    while (l->kill_head) {
-        evl_conn *c = l->kill_head;
-        l->kill_head = c->next_kill;
-        if (!l->kill_head)
-            l->kill_tail = &l->kill_head;
-        evl__conn_reap(c);
-    }
+    while (!evl__list_empty(&l->killed))
+        evl__conn_reap(evl__container_of(l->killed.next, evl_conn, link));
     l->reaping = 0;
+}
+
+static inline __attribute__((always_inline)) void reap(evl_loop *l)
+{
+    /* Called after every event: the common case is nothing, which
+     * `attention` says in one test. */
+    if (__builtin_expect(l->attention, 0) && l->killed.next != &l->killed && !l->reaping)
+        reap_all(l);
 }
 
 /* ---- accepting ----------------------------------------------------------- */
@@ -446,6 +460,8 @@ static void accept_some(evl_loop *l, evl__io *ls)
         }
         int one = 1; /* replies go out now, not after a delayed ACK */
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (l->o.sndbuf > 0) /* best effort: the kernel's default is the fallback */
+            (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &l->o.sndbuf, sizeof l->o.sndbuf);
         if (l->h.on_accept && !l->h.on_accept(c)) {
             c->refused = 1;
             evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
@@ -483,7 +499,7 @@ static void close_sweep(evl_timer *t, void *arg)
     evl_loop *l = arg;
     evl_conn *c;
     while ((c = first_conn(&l->closing)) && c->stamp <= l->now) {
-        if (c->wbuf.len > 0) {
+        if (c->wbuf.m) {
             l->st.close_timeouts++;
             c->reason = EVL_CLOSE_TIMEOUT; /* bytes dropped: not a clean close */
         }
@@ -506,17 +522,18 @@ static void tick_fired(evl_timer *t, void *arg)
  * timer, and zero while input waits for re-dispatch, a kill waits to be
  * reaped, or a stop has nothing left to wait for (evl_run must return now,
  * not at the next event) or a connection to close (adopted during it). */
-static int wait_ms(const evl_loop *l, int timeout_ms)
+static inline int wait_ms(const evl_loop *l, int timeout_ms)
 {
-    if (!evl__list_empty(&l->ready) || l->kill_head ||
-        (l->stopping && (l->st.conns == 0 || !evl__list_empty(&l->active))))
+    if ((l->attention | l->stopping) &&
+        (!evl__list_empty(&l->ready) || !evl__list_empty(&l->killed) ||
+         (l->stopping && (l->st.conns == 0 || !evl__list_empty(&l->active)))))
         return 0;
-    uint64_t due = evl__timer_next(l);
-    if (due == UINT64_MAX)
-        return timeout_ms;
-    uint64_t left = due > l->now ? due - l->now : 0;
-    if (timeout_ms >= 0 && (uint64_t)timeout_ms < left)
-        return timeout_ms;
+    uint64_t due = l->next_due;
+    if (due <= l->now)
+        return 0;
+    uint64_t left = due - l->now;
+    if (due == UINT64_MAX || ((uint64_t)timeout_ms < left && timeout_ms >= 0))
+        return timeout_ms; /* no timer, or the caller's bound comes first */
     return left > INT_MAX ? INT_MAX : (int)left;
 }
 
@@ -533,8 +550,10 @@ static void on_signalfd(evl_loop *l)
 static void on_wakeup_fd(evl_loop *l)
 {
     uint64_t v;
-    while (read(l->wakeup->fd, &v, sizeof v) == (ssize_t)sizeof v)
+    while (read(l->wakeup->fd, &v, sizeof v) == (ssize_t)sizeof v) {
         l->woken = 1;
+        l->attention = 1;
+    }
 }
 
 int evl_wakeup(evl_loop *l)
@@ -581,8 +600,6 @@ static void redispatch(evl_loop *l)
 {
     evl__link batch;
     evl__list_init(&batch);
-    if (evl__list_empty(&l->ready))
-        return;
     /* Move the list aside: connections marked ready during this pass wait
      * for the next iteration. */
     batch.next = l->ready.next;
@@ -590,10 +607,21 @@ static void redispatch(evl_loop *l)
     batch.next->prev = &batch;
     batch.prev->next = &batch;
     evl__list_init(&l->ready);
-    while (!evl__list_empty(&batch)) {
+    /* At most max_events calls per iteration, as for events: a thousand
+     * pipelining clients cannot make one iteration long. The rest keep their
+     * turn, first in the next iteration's pass. */
+    for (int calls = 0; !evl__list_empty(&batch); calls++) {
+        if (calls == l->o.max_events) {
+            evl__link *first = batch.next, *last = batch.prev;
+            last->next = l->ready.next; /* batch, then what was marked meanwhile */
+            l->ready.next->prev = last;
+            first->prev = &l->ready;
+            l->ready.next = first;
+            return;
+        }
         evl_conn *c = evl__container_of(batch.next, evl_conn, ready);
         evl__list_unlink(&c->ready);
-        if (c->dispatched == l->iter) {
+        if (c->dispatched && c->mark == (uint16_t)l->iter) {
             evl__list_append(&l->ready, &c->ready); /* already served this round */
             continue;
         }
@@ -602,38 +630,95 @@ static void redispatch(evl_loop *l)
     }
 }
 
-static int run_once(evl_loop *l, int timeout_ms)
+/* The interest changes of this iteration, in one pass (update_interest
+ * queues them). Before every wait, and before the batch's dead are freed:
+ * the list may name them. */
+static void apply_interest(evl_loop *l)
 {
-    l->now = evl__clock_ms();
-    reap(l);
-    int n = evl__poll_wait(l, wait_ms(l, timeout_ms));
-    int err = errno;
-    l->iter++;
-    l->st.iterations++;
-    l->now = evl__clock_ms();
-    if (n < 0 && err != EINTR) {
-        free_graveyard(l);
-        errno = err;
-        return -1;
-    }
-    /* EINTR: some signal with a handler; nothing to stop for (fault 2). */
-    for (int i = 0; i < n; i++) {
-        uint32_t events;
-        evl__io *io = evl__poll_event(l, i, &events);
-        dispatch(l, io, events);
-        reap(l);
-    }
+    for (size_t i = 0; i < l->ndirty; i++) /* an abort here adds no entry */
+        evl__conn_apply_interest(l->dirty[i]);
+    l->ndirty = 0;
+}
+
+/* The work after the batch, each part rarely due: wakeup, re-dispatch,
+ * timers, interest changes, reaping, freeing. */
+static void after_batch(evl_loop *l)
+{
+    l->attention = 0; /* set again by whatever this work leaves to do */
     if (l->woken) {
         l->woken = 0;
         if (l->h.on_wakeup)
             l->h.on_wakeup(l);
         reap(l);
     }
-    redispatch(l);
-    evl__timers_run(l);
+    if (!evl__list_empty(&l->ready))
+        redispatch(l);
+    if (l->next_due <= l->now) {
+        evl__timers_run(l);
+        reap(l);
+    }
+    if (l->ndirty)
+        apply_interest(l);
     reap(l);
-    free_graveyard(l);
-    return n < 0 ? 0 : n;
+    if (l->graveyard)
+        free_graveyard(l);
+    /* Conservative: what was done in here may have set it needlessly, and
+     * what is left must keep it. */
+    l->attention = !evl__list_empty(&l->ready) || !evl__list_empty(&l->killed) ||
+                   l->ndirty || l->graveyard || l->woken;
+}
+
+/* Inlined in evl_run_once and in evl_run's loop: the call would be a
+ * tenth of an echo's instructions. */
+static inline __attribute__((always_inline)) int run_once(evl_loop *l, int timeout_ms,
+                                                          bool clock_fresh)
+{
+    /* One clock read per iteration, after the wait. evl_run comes straight
+     * back here, so its l->now is as old as the last iteration's work (a
+     * timer is late by that much at most, never early); a caller of
+     * evl_run_once may have been away for long: read it again then. */
+    if (!clock_fresh)
+        l->now = evl__clock_ms();
+    if (l->attention) { /* the user's calls since the last iteration */
+        apply_interest(l);
+        reap(l);
+    }
+    int n = evl__poll_wait(l, wait_ms(l, timeout_ms));
+    if (n < 0) {
+        int err = errno;
+        l->now = evl__clock_ms();
+        l->iter++;
+        l->st.iterations++;
+        if (err != EINTR) {
+            free_graveyard(l);
+            errno = err;
+            return -1;
+        }
+        n = 0; /* EINTR: some signal with a handler; nothing to stop for (fault 2) */
+    } else {
+        l->now = evl__clock_ms();
+        l->iter++;
+        l->st.iterations++;
+    }
+    l->budget_left = l->o.write_budget;
+    for (int i = 0; i < n; i++) {
+        uint32_t events;
+        evl__io *io = evl__poll_event(l, i, &events);
+        if (__builtin_expect(io->kind == EVL__CONN && !io->dead, 1)) {
+            evl_conn *c = (evl_conn *)(void *)io;
+            if (!evl__conn_fast_read(c, events))
+                evl__conn_event(c, events);
+        } else {
+            dispatch(l, io, events);
+        }
+        reap(l);
+    }
+    if (l->attention | (l->next_due <= l->now))
+        after_batch(l);
+    /* Writes made between iterations (from outside any callback) get a
+     * budget of their own, not what this iteration left. */
+    l->budget_left = l->o.write_budget;
+    return n;
 }
 
 int evl_run_once(evl_loop *l, int timeout_ms)
@@ -643,7 +728,7 @@ int evl_run_once(evl_loop *l, int timeout_ms)
         return -1;
     }
     l->busy = 1;
-    int n = run_once(l, timeout_ms);
+    int n = run_once(l, timeout_ms, false);
     l->busy = 0;
     return n;
 }
@@ -666,9 +751,10 @@ static void begin_stop(evl_loop *l)
     l->stopping = 1;
     remove_listeners(l);
     if (l->h.on_stop) {
+        uint8_t was_busy = l->busy; /* evl_run holds it: restored after */
         l->busy = 1; /* a callback: evl_run_once, evl_run, evl_free refused */
         l->h.on_stop(l); /* closes the listen fds: late clients are refused */
-        l->busy = 0;
+        l->busy = was_busy;
     }
     evl_conn *c;
     while ((c = first_conn(&l->active)) || (c = first_conn(&l->custom)))
@@ -717,18 +803,25 @@ int evl_run(evl_loop *l, int listen_fd)
         return -1;
     }
     int rc = 0;
+    bool fresh = false; /* the first iteration reads the clock before its wait */
     for (;;) {
-        if (l->stop_requested && !l->stopping)
-            begin_stop(l);
-        evl_conn *c;
-        while (l->stopping && (c = first_conn(&l->active)))
-            evl_close(c); /* adopted during the stop (by an on_close, say) */
-        if (l->stopping && l->st.conns == 0)
-            break;
-        if (evl_run_once(l, -1) < 0) {
+        if (l->stop_requested | l->stopping) { /* one test in the common case */
+            if (!l->stopping)
+                begin_stop(l);
+            evl_conn *c;
+            while ((c = first_conn(&l->active)))
+                evl_close(c); /* adopted during the stop (by an on_close, say) */
+            if (l->st.conns == 0)
+                break;
+        }
+        l->busy = 1; /* callbacks run: evl_run_once, evl_run, evl_free refused */
+        int n = run_once(l, -1, fresh); /* the clock read after the last wait is fresh */
+        l->busy = 0;
+        if (n < 0) {
             rc = -1;
             break;
         }
+        fresh = true;
     }
     int err = errno;
     on_signalfd(l); /* consume stop signals, so unblocking does not deliver them */
@@ -782,6 +875,7 @@ void evl_free(evl_loop *l)
         l->zombies = io->next_dead;
         free(io);
     }
+    free(l->dirty);
     free(l->listeners);
     free(l->fdtab);
     free(l->scratch);
@@ -792,8 +886,8 @@ static void add_buffered(const evl__link *list, struct evl_stats *st)
 {
     for (const evl__link *p = list->next; p != list; p = p->next) {
         const evl_conn *c = evl__container_of(p, evl_conn, link);
-        st->wbuf_bytes += c->wbuf.len;
-        st->rbuf_bytes += c->rbuf.len;
+        st->wbuf_bytes += evl__buf_len(&c->wbuf);
+        st->rbuf_bytes += evl__buf_len(&c->rbuf);
     }
 }
 

@@ -63,16 +63,3 @@ int evl__poll_del(evl_loop *l, evl__io *io)
     io->events = 0;
     return 0;
 }
-
-/* Waits for events; they stay in the batch until the next wait. */
-int evl__poll_wait(evl_loop *l, int timeout_ms)
-{
-    return epoll_wait(l->pollfd, l->events, l->o.max_events, timeout_ms);
-}
-
-evl__io *evl__poll_event(const evl_loop *l, int i, uint32_t *events)
-{
-    const struct epoll_event *ev = (const struct epoll_event *)l->events + i;
-    *events = ev->events;
-    return ev->data.ptr;
-}

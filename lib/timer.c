@@ -8,22 +8,20 @@
 #include <stdlib.h>
 #include <time.h>
 
-uint64_t evl__clock_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static int before(const evl_timer *a, const evl_timer *b)
 {
     return a->due < b->due || (a->due == b->due && a->seq < b->seq);
 }
 
+/* The earliest deadline is kept in l->next_due too: the loop reads it
+ * twice per iteration, without touching the heap. */
 static void place(evl_loop *l, size_t i, evl_timer *t)
 {
     l->heap[i] = t;
     t->slot = i + 1;
+    if (i == 0)
+        l->next_due = t->due;
 }
 
 static void sift_up(evl_loop *l, size_t i)
@@ -69,6 +67,8 @@ void evl__timer_stop(evl_timer *t)
     size_t i = t->slot - 1;
     t->slot = 0;
     evl_timer *last = l->heap[--l->nheap];
+    if (l->nheap == 0)
+        l->next_due = UINT64_MAX;
     if (i == l->nheap)
         return;
     place(l, i, last);
@@ -109,10 +109,6 @@ void evl__timer_ensure(evl_timer *t, uint64_t due)
         (void)evl__timer_at(t, due);
 }
 
-uint64_t evl__timer_next(const evl_loop *l)
-{
-    return l->nheap ? l->heap[0]->due : UINT64_MAX;
-}
 
 /* Fires the timers due now. A callback may stop, re-arm or free any timer,
  * itself included, and arm new ones; a timer armed during this pass (even

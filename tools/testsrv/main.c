@@ -88,7 +88,7 @@ int main(int argc, char **argv)
         perror("evl-testsrv");
         return 1;
     }
-    evl_loop *l = evl_new(&srv_handler, s, &f.opts);
+    evl_loop *l = evl_new(srv_handler_of(&f.srv), s, &f.opts);
     if (!l) {
         int e = errno;
         (void)fprintf(stderr, "evl-testsrv: cannot start the loop: %s\n", strerror(e));

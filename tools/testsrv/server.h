@@ -21,6 +21,7 @@ struct srv;
 
 /* The callbacks; evl_new must get the struct srv as its udata. */
 extern const evl_handler srv_handler;
+const evl_handler *srv_handler_of(const struct srv_config *cfg); /* the mode's */
 
 /* NULL with errno on failure. cfg is copied (fifo_path is not: it must
  * outlive the server). */
