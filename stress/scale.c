@@ -49,7 +49,7 @@ struct sconn {
 struct scale {
     struct session ss;
     struct sconn *c;
-    int n, opened, up, connecting;
+    int opened, up, connecting;
     bool hold; /* active connections ping-pong only in the hold phase */
     uint64_t msgs; /* PONGs received by active connections during the hold */
 };
@@ -178,7 +178,7 @@ int run_scale(const struct opts *o, struct row *row)
         n = mine;
     if (theirs >= 0 && n > theirs)
         n = theirs;
-    struct scale sc = {.n = n};
+    struct scale sc = {0};
     struct session *ss = &sc.ss;
     sc.c = calloc((size_t)(n > 0 ? n : 1), sizeof *sc.c);
     if (!sc.c || n <= 0) {
@@ -246,7 +246,6 @@ int run_scale(const struct opts *o, struct row *row)
         uint64_t until = now_us() + (uint64_t)(hold_s * 1e6);
         while (!ss->failed && now_us() < until)
             (void)session_poll(ss);
-        sc.hold = false;
         procmon_tick(&ss->mon, (uint64_t)-1);
         if (sc.msgs > 0)
             cpu_per_msg_us = (ss->mon.cpu - cpu0) * 1e6 / (double)sc.msgs;
