@@ -43,7 +43,7 @@ struct sconn {
     struct scale *sc;
     enum skind kind;
     bool up; /* connected */
-    struct linebuf lb;
+    struct linebuf *lb; /* active ones only: 8 KiB x 100 000 idle would be 800 MB */
 };
 
 struct scale {
@@ -84,18 +84,27 @@ static void sc_event(struct ep *e, uint32_t events)
     }
     if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)) || !c->s.want_in)
         return;
-    ssize_t r = sock_read(&c->s, c->lb.buf + c->lb.len, LINE_CAP - c->lb.len);
+    if (!c->lb) { /* idle: the server has nothing to say to it */
+        char b[64];
+        ssize_t r = sock_read(&c->s, b, sizeof b);
+        if (r >= 0 || errno != EAGAIN)
+            sc_fail(c, r > 0 ? "an idle connection received bytes"
+                             : r == 0 ? "closed by the server" : strerror(errno));
+        return;
+    }
+    struct linebuf *lb = c->lb;
+    ssize_t r = sock_read(&c->s, lb->buf + lb->len, LINE_CAP - lb->len);
     if (r == 0 || (r < 0 && errno != EAGAIN)) {
         sc_fail(c, r == 0 ? "closed by the server" : strerror(errno));
         return;
     }
     if (r < 0)
         return;
-    c->lb.len += (size_t)r;
+    lb->len += (size_t)r;
     size_t pos = 0;
     char *line;
-    while ((line = line_next(&c->lb, &pos))) {
-        if (c->kind != ACTIVE || strcmp(line, "PONG") != 0) {
+    while ((line = line_next(lb, &pos))) {
+        if (strcmp(line, "PONG") != 0) {
             char why[100];
             snprintf(why, sizeof why, "unexpected '%.40s'", line);
             sc_fail(c, why);
@@ -106,7 +115,7 @@ static void sc_event(struct ep *e, uint32_t events)
             sc_ping(c);
         }
     }
-    line_compact(&c->lb, pos);
+    line_compact(lb, pos);
 }
 
 /* Entries of a /proc/PID/fd directory: the descriptors open; -1 if unreadable. */
@@ -200,12 +209,18 @@ int run_scale(const struct opts *o, struct row *row)
                 struct sconn *c = &sc.c[sc.opened];
                 c->sc = &sc;
                 c->kind = kind_of(sc.opened, active_pct, slow_pct);
+                if (c->kind == ACTIVE && !(c->lb = calloc(1, sizeof *c->lb))) {
+                    session_fail(ss, "out of memory");
+                    break;
+                }
                 struct sockaddr_in src = {.sin_family = AF_INET};
                 src.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1 + (uint32_t)(sc.opened % sources));
                 if (sock_connect_from(&c->s, &ss->drv, &o->target, &src,
                                       c->kind == SLOW ? 4096 : 0, false, sc_event) < 0) {
                     session_fail(ss, "connection %d of %d: connect: %s", sc.opened, n,
                                  strerror(errno));
+                    free(c->lb);
+                    c->lb = NULL;
                     break;
                 }
                 sc.opened++;
@@ -271,6 +286,8 @@ int run_scale(const struct opts *o, struct row *row)
              held, counts[ACTIVE], counts[SLOW], counts[IDLE], sources, limit, accept_rate, ramp_s,
              (double)rss_before / 1024.0, (double)rss_full / 1024.0, rss_per_conn, sc.msgs, hold_s,
              cpu_per_msg_us);
+    for (int i = 0; i < sc.opened; i++)
+        free(sc.c[i].lb);
     free(sc.c);
     return rc;
 }
