@@ -73,9 +73,9 @@ static void sample(struct attack *a, const char *phase, uint64_t now)
             a->km.tcp_pages);
 }
 
-/* One batch of events and the periodic work. Past deadline_us the run
- * fails; -1 once it has failed (only the probe's own failure lets it go on:
- * it is recorded, and the rest of the run still measures the server). */
+/* One batch of events and the periodic work (the attacker reaped when it
+ * exits). -1 once the run has failed: the server gone, the probe broken (the
+ * server stopped answering), or deadline_us passed. */
 static int step(struct attack *a, const char *phase, uint64_t deadline_us)
 {
     if (drv_poll(&a->drv, 1) < 0) {
