@@ -20,10 +20,13 @@
 
 static const char usage_text[] =
     "usage: evl-stress SCENARIO --connect ADDR [options]\n"
+    "       evl-stress attack --connect ADDR --server-pid P [options] -- ATTACKER [ARGS...]\n"
     "       evl-stress report --rows FILE [--json FILE] [--junit FILE] [--note TEXT]...\n"
     "                         [--fail REASON]...\n"
     "\n"
     "SCENARIO: slowreaders | fanout | churn | blast | all (slowreaders, fanout, churn)\n"
+    "          scale: --conns N (or the fd limits' ceiling) held, --active PCT ping-pong\n"
+    "          attack: runs ATTACKER (slowhttptest) against --mode http (stress/README.md)\n"
     "ADDR:     127.0.0.1:PORT, [::1]:PORT, unix:PATH (nothing else is accepted)\n"
     "\n"
     "load (each scenario has its own defaults, see stress/README.md):\n"
@@ -47,6 +50,16 @@ static const char usage_text[] =
     "  --max-rss-mb X    server peak RSS limit (512)\n"
     "  --timeout S       hard deadline: load phase + S seconds (60)\n"
     "  --settle-ms MS    time the server has to drop closed connections (5000)\n"
+    "scale (--stalled PCT: slow readers, 1; --seconds: the hold, 10):\n"
+    "  --active PCT      share of connections that ping-pong during the hold (1)\n"
+    "  --sources K       connect from 127.0.0.2 .. 127.0.0.(K+1) in turn (1 per 25000)\n"
+    "attack (the probe sends GET / instead of PING; --seconds: the attack's length):\n"
+    "  --attack-csv F    the attacker's CSV (slowhttptest -g -o): read after it exits\n"
+    "  --attack-log F    where the attacker's stdout and stderr go (/dev/null)\n"
+    "  --samples-csv F   append RSS, kernel send queue, conns, TCP mem every 250 ms\n"
+    "  --rss-per-conn-kb K  peak RSS bound: RSS before + peak conns x K (0 = none)\n"
+    "  --after-ms MS     judge RSS this long after the last attacker left (5000)\n"
+    "  --rss-ratio X     ... against X times the RSS before the attack (2)\n"
     "output:\n"
     "  --json FILE       the results as JSON\n"
     "  --rows FILE       append the rows as TSV (for `evl-stress report`)\n"
@@ -107,7 +120,8 @@ static double parse_num(const char *flag, const char *s, double lo, double hi)
 enum {
     O_CONNECT = 256, O_CONNS, O_SECONDS, O_BYTES, O_RATE, O_STALL, O_STALLED, O_PACED, O_MSG,
     O_HOLD, O_PROBE, O_RCVBUF, O_SEED, O_PID, O_P99, O_MAX, O_RSS, O_TIMEOUT, O_SETTLE, O_JSON,
-    O_ROWS, O_CSV, O_GUARD, O_LABEL, O_FAIL, O_NOTE, O_JUNIT, O_HELP
+    O_ROWS, O_CSV, O_GUARD, O_LABEL, O_FAIL, O_NOTE, O_JUNIT, O_HELP,
+    O_ATK_CSV, O_ATK_LOG, O_SAMPLES, O_PER_CONN, O_AFTER, O_RATIO, O_ACTIVE, O_SOURCES
 };
 
 static const struct option longopts[] = {
@@ -121,6 +135,10 @@ static const struct option longopts[] = {
     {"latency-csv", 1, 0, O_CSV},  {"guard-report", 1, 0, O_GUARD}, {"label", 1, 0, O_LABEL},
     {"fail", 1, 0, O_FAIL},        {"note", 1, 0, O_NOTE},       {"junit", 1, 0, O_JUNIT},
     {"help", 0, 0, O_HELP},
+    {"attack-csv", 1, 0, O_ATK_CSV}, {"attack-log", 1, 0, O_ATK_LOG},
+    {"samples-csv", 1, 0, O_SAMPLES}, {"rss-per-conn-kb", 1, 0, O_PER_CONN},
+    {"after-ms", 1, 0, O_AFTER},   {"rss-ratio", 1, 0, O_RATIO},
+    {"active", 1, 0, O_ACTIVE},    {"sources", 1, 0, O_SOURCES},
     {0, 0, 0, 0},
 };
 
@@ -139,7 +157,8 @@ static void parse_args(int argc, char **argv, struct cli *c)
     *o = (struct opts){.conns = -1, .seconds = -1, .bytes = -1, .rate = -1, .stall_ms = -1,
                        .stalled_pct = -1, .paced_pct = -1, .msg_bytes = -1, .hold_ms = -1,
                        .probe_ms = 5, .rcvbuf = 65536, .timeout_s = 60, .settle_ms = 5000,
-                       .max_p99_ms = 250, .max_ms = 2000, .max_rss_mb = 512, .seed = 1};
+                       .max_p99_ms = 250, .max_ms = 2000, .max_rss_mb = 512, .seed = 1,
+                       .after_ms = 5000, .rss_ratio = 2, .active_pct = -1};
     if (argc < 2 || argv[1][0] == '-') {
         if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
             fputs(usage_text, stdout);
@@ -185,12 +204,25 @@ static void parse_args(int argc, char **argv, struct cli *c)
             if (c->nnotes < MAX_FAILS)
                 c->notes[c->nnotes++] = optarg;
             break;
+        case O_ATK_CSV: o->attack_csv = optarg; break;
+        case O_ATK_LOG: o->attack_log = optarg; break;
+        case O_SAMPLES: o->samples_csv = optarg; break;
+        case O_PER_CONN: o->rss_per_conn_kb = (int)parse_num("--rss-per-conn-kb", optarg, 0, 1e8); break;
+        case O_AFTER: o->after_ms = (int)parse_num("--after-ms", optarg, 0, 600000); break;
+        case O_RATIO: o->rss_ratio = parse_num("--rss-ratio", optarg, 1, 1000); break;
+        case O_ACTIVE: o->active_pct = (int)parse_num("--active", optarg, 0, 100); break;
+        case O_SOURCES: o->sources = (int)parse_num("--sources", optarg, 1, 250); break;
         case O_HELP: fputs(usage_text, stdout); exit(0);
         default: usage(NULL);
         }
     }
-    if (optind < argc)
+    /* the attacker's command: what getopt left after "--" */
+    if (!strcmp(c->scenario, "attack") && optind < argc && !strcmp(argv[optind - 1], "--"))
+        o->attacker = argv + optind;
+    else if (optind < argc)
         usage("unexpected argument");
+    if (!strcmp(c->scenario, "attack") && !o->attacker)
+        usage("attack needs the attacker's command after --");
     if (o->stalled_pct >= 0 && o->paced_pct >= 0 && o->stalled_pct + o->paced_pct > 100)
         usage("--stalled + --paced is more than 100");
     if (o->rcvbuf > (1 << 30))
@@ -262,6 +294,10 @@ static scenario_fn *scenario_named(const char *name)
         return run_churn;
     if (!strcmp(name, "blast"))
         return run_blast;
+    if (!strcmp(name, "attack"))
+        return run_attack;
+    if (!strcmp(name, "scale"))
+        return run_scale;
     return NULL;
 }
 

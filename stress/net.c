@@ -139,6 +139,12 @@ static void sock_update(struct sock *s)
 int sock_connect(struct sock *s, struct driver *d, const struct target *t, int rcvbuf,
                  bool nodelay, ep_cb *cb)
 {
+    return sock_connect_from(s, d, t, NULL, rcvbuf, nodelay, cb);
+}
+
+int sock_connect_from(struct sock *s, struct driver *d, const struct target *t,
+                      const struct sockaddr_in *src, int rcvbuf, bool nodelay, ep_cb *cb)
+{
     s->ep = (struct ep){.fd = -1, .cb = cb};
     s->drv = d;
     s->connecting = true;
@@ -154,6 +160,18 @@ int sock_connect(struct sock *s, struct driver *d, const struct target *t, int r
     if (nodelay && fam != AF_UNIX) {
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    if (src && fam == AF_INET) {
+        /* the port is chosen at connect(), per (source, destination): each
+         * source address has its own ephemeral range */
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, (const struct sockaddr *)src, sizeof *src) < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
     }
     if (connect(fd, (const struct sockaddr *)&t->addr, t->len) < 0 && errno != EINPROGRESS &&
         errno != EAGAIN) {

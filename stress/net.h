@@ -67,6 +67,11 @@ struct sock {
  * (a small one makes the server meet EAGAIN sooner). -1 with errno. */
 int sock_connect(struct sock *s, struct driver *d, const struct target *t, int rcvbuf,
                  bool nodelay, ep_cb *cb);
+/* The same from a given 127.x source address (more ephemeral ports than one
+ * source has); src NULL or a non-IPv4 target: the kernel's choice. */
+struct sockaddr_in;
+int sock_connect_from(struct sock *s, struct driver *d, const struct target *t,
+                      const struct sockaddr_in *src, int rcvbuf, bool nodelay, ep_cb *cb);
 /* The common part of an event: completes the connect, flushes the queue,
  * turns EPOLLERR into s->err. Returns -1 if the socket failed (s->err). */
 int sock_event(struct sock *s, uint32_t events);

@@ -2,6 +2,7 @@
 #include "observe.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,6 +175,105 @@ void procmon_tick(struct procmon *m, uint64_t now)
         return;
     }
     m->cpu = cpu;
+    m->rss_kb = rss;
     if (rss > m->rss_peak_kb)
         m->rss_peak_kb = rss;
+}
+
+#define KERN_POLL_US 250000u
+
+int target_port(const struct target *t)
+{
+    if (t->addr.ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)&t->addr)->sin_port);
+    if (t->addr.ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)&t->addr)->sin6_port);
+    return 0;
+}
+
+/* Adds the server's sockets of one /proc/net/tcp{,6} table: a line is
+ * "sl local:PORT remote:PORT st tx_queue:rx_queue ...", hex. The listener
+ * (st 0A) and TIME_WAIT (06, no memory but the bucket) are not connections. */
+static void tcp_table(const char *path, int port, long long *sndq, long long *socks)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    char line[512];
+    if (!fgets(line, sizeof line, f)) { /* the header */
+        fclose(f);
+        return;
+    }
+    while (fgets(line, sizeof line, f)) {
+        char local[64];
+        unsigned st;
+        unsigned long tx;
+        if (sscanf(line, " %*u: %63s %*s %x %lx:%*x", local, &st, &tx) != 3)
+            continue;
+        const char *colon = strrchr(local, ':');
+        if (!colon || strtol(colon + 1, NULL, 16) != port || st == 0x0A || st == 0x06)
+            continue;
+        *sndq += (long long)tx;
+        (*socks)++;
+    }
+    fclose(f);
+}
+
+static long long sockstat_tcp_pages(void)
+{
+    FILE *f = fopen("/proc/net/sockstat", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    long long pages = -1;
+    while (fgets(line, sizeof line, f)) {
+        const char *m = strncmp(line, "TCP:", 4) ? NULL : strstr(line, " mem ");
+        if (m && sscanf(m, " mem %lld", &pages) == 1)
+            break;
+    }
+    fclose(f);
+    return pages;
+}
+
+uint64_t pages_kb(long long pages)
+{
+    return pages > 0 ? (uint64_t)pages * (uint64_t)(sysconf(_SC_PAGESIZE) / 1024) : 0;
+}
+
+void tcp_mem_limits(long long lim[3])
+{
+    lim[0] = lim[1] = lim[2] = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/tcp_mem", "r");
+    if (!f)
+        return;
+    if (fscanf(f, "%lld %lld %lld", &lim[0], &lim[1], &lim[2]) != 3)
+        lim[0] = lim[1] = lim[2] = 0;
+    fclose(f);
+}
+
+void kernmon_start(struct kernmon *k, int port)
+{
+    memset(k, 0, sizeof *k);
+    k->port = port;
+    kernmon_tick(k, 0);
+    k->sndq_peak = k->sndq;
+    k->socks_peak = k->socks;
+    k->tcp_pages_peak = k->tcp_pages;
+}
+
+void kernmon_tick(struct kernmon *k, uint64_t now)
+{
+    if (k->port <= 0 || now < k->next)
+        return;
+    k->next = now + KERN_POLL_US;
+    k->sndq = k->socks = 0;
+    tcp_table("/proc/net/tcp", k->port, &k->sndq, &k->socks);
+    tcp_table("/proc/net/tcp6", k->port, &k->sndq, &k->socks);
+    k->tcp_pages = sockstat_tcp_pages();
+    if (k->sndq > k->sndq_peak)
+        k->sndq_peak = k->sndq;
+    if (k->socks > k->socks_peak)
+        k->socks_peak = k->socks;
+    if (k->tcp_pages > k->tcp_pages_peak)
+        k->tcp_pages_peak = k->tcp_pages;
 }

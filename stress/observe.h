@@ -3,6 +3,8 @@
 #ifndef STRESS_OBSERVE_H
 #define STRESS_OBSERVE_H
 
+#include <stdint.h>
+
 #include "net.h"
 
 /* The STATS fields the scenarios judge by (-1 when absent). */
@@ -33,10 +35,33 @@ struct procmon {
     uint64_t next;
     long long rss_peak_kb;
     double cpu0, cpu; /* seconds of user+system time at start, now */
+    long long rss_kb; /* at the last sample */
     bool gone;
 };
 
 void procmon_start(struct procmon *m, int pid);
 void procmon_tick(struct procmon *m, uint64_t now);
+
+/* Kernel memory behind the server, sampled every ~250 ms without forking:
+ * the send queues of its sockets (the Send-Q column of `ss -tn`, from the
+ * tx_queue field of /proc/net/tcp and tcp6, local port = the server's) and
+ * the host's TCP memory (the "mem" pages of /proc/net/sockstat, the figure
+ * the kernel compares with /proc/sys/net/ipv4/tcp_mem). */
+struct kernmon {
+    int port; /* 0: not a TCP target, nothing sampled */
+    uint64_t next;
+    long long sndq, sndq_peak;     /* bytes queued in the server's sockets */
+    long long socks, socks_peak;   /* the server's connected sockets */
+    long long tcp_pages, tcp_pages_peak; /* sockstat TCP mem, pages */
+};
+
+/* port of a 127.0.0.1 / ::1 target, 0 for a unix socket. */
+int target_port(const struct target *t);
+void kernmon_start(struct kernmon *k, int port);
+void kernmon_tick(struct kernmon *k, uint64_t now);
+/* pages (sockstat's and tcp_mem's unit) in KiB; 0 for an unknown (< 0). */
+uint64_t pages_kb(long long pages);
+/* /proc/sys/net/ipv4/tcp_mem's three limits in pages (0 if unreadable). */
+void tcp_mem_limits(long long lim[3]);
 
 #endif

@@ -2,7 +2,9 @@
 #include "probe.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 
 /* One PING is in flight at a time, so while the server stalls for a second
@@ -22,6 +24,61 @@ static void probe_sample(struct probe *p, uint64_t rtt, uint64_t at)
     if (p->csv)
         fprintf(p->csv, "%s,%.4f,%.3f\n", p->tag, (double)(at - p->t0) / 1e6,
                 (double)rtt / 1000.0);
+}
+
+static void probe_error(struct probe *p, const char *why)
+{
+    snprintf(p->err, sizeof p->err, "probe: %s", why);
+    sock_close(&p->s, false);
+}
+
+/* Length of the first complete response in lb (head + Content-Length body),
+ * 0 if it has not all arrived, -1 (p->err set) if it is not a 200 with a
+ * Content-Length. */
+static long http_response_len(struct probe *p)
+{
+    const char *b = p->lb.buf;
+    size_t n = p->lb.len, head = 0;
+    for (size_t i = 3; i < n && !head; i++)
+        if (b[i] == '\n' && b[i - 1] == '\r' && b[i - 2] == '\n' && b[i - 3] == '\r')
+            head = i + 1;
+    if (!head)
+        return 0;
+    if (head < 13 || strncmp(b, "HTTP/1.1 200 ", 13) != 0) {
+        char why[100];
+        snprintf(why, sizeof why, "unexpected response '%.40s'", b);
+        probe_error(p, why);
+        return -1;
+    }
+    long body = -1;
+    for (size_t i = 0; i + 16 < head; i++)
+        if (b[i] == '\n' && !strncasecmp(b + i + 1, "content-length:", 15)) {
+            body = strtol(b + i + 16, NULL, 10);
+            break;
+        }
+    if (body < 0 || body > LINE_CAP - (long)head) {
+        probe_error(p, "response without a usable Content-Length");
+        return -1;
+    }
+    return n >= head + (size_t)body ? (long)head + body : 0;
+}
+
+/* HTTP: every complete response ends the round trip in flight. */
+static void probe_http(struct probe *p)
+{
+    long len;
+    while ((len = http_response_len(p)) > 0) {
+        if (!p->outstanding) {
+            probe_error(p, "a response no request asked for");
+            return;
+        }
+        p->outstanding = false;
+        probe_sample(p, p->s.drv->now - p->sent, p->s.drv->now);
+        memmove(p->lb.buf, p->lb.buf + len, p->lb.len - (size_t)len);
+        p->lb.len -= (size_t)len;
+    }
+    if (len == 0 && p->lb.len == LINE_CAP)
+        probe_error(p, "response head longer than the probe's buffer");
 }
 
 static void probe_event(struct ep *e, uint32_t events)
@@ -44,6 +101,10 @@ static void probe_event(struct ep *e, uint32_t events)
     if (r < 0)
         return;
     p->lb.len += (size_t)r;
+    if (p->http) {
+        probe_http(p);
+        return;
+    }
     size_t pos = 0;
     char *line;
     while ((line = line_next(&p->lb, &pos))) {
@@ -65,9 +126,10 @@ static void probe_event(struct ep *e, uint32_t events)
 }
 
 int probe_start(struct probe *p, struct driver *d, const struct target *t, int interval_ms,
-                FILE *csv, const char *tag)
+                bool http, FILE *csv, const char *tag)
 {
     memset(p, 0, sizeof *p);
+    p->http = http;
     p->interval = (uint64_t)interval_ms * 1000u;
     p->csv = csv;
     p->tag = tag;
@@ -87,7 +149,9 @@ void probe_tick(struct probe *p, uint64_t now)
     /* the next PING leaves one interval after this one, not after its reply:
      * a slow reply delays the next, it does not hide several */
     p->next = p->sent + p->interval;
-    if (sock_queue(&p->s, "PING\n", 5) < 0) {
+    static const char get[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    int rc = p->http ? sock_queue(&p->s, get, sizeof get - 1) : sock_queue(&p->s, "PING\n", 5);
+    if (rc < 0) {
         snprintf(p->err, sizeof p->err, "probe: send: %s", strerror(errno));
         sock_close(&p->s, false);
     }

@@ -1,6 +1,8 @@
 /* probe.h: the fast client beside the load: one PING in flight at a time,
  * every few ms; its round trips are how long the server's loop took to come
- * back to an innocent connection. */
+ * back to an innocent connection. Against --mode http the same probe sends
+ * "GET /" on one keep-alive connection instead, and a round trip ends with
+ * the last byte of the response's body. */
 #ifndef STRESS_PROBE_H
 #define STRESS_PROBE_H
 
@@ -13,6 +15,7 @@ struct probe {
     struct sock s; /* first: the callback casts back */
     struct linebuf lb;
     bool outstanding;
+    bool http; /* GET / and an HTTP/1.1 response instead of PING/PONG */
     uint64_t sent, next, interval, t0;
     struct hist h;    /* the round trips measured */
     struct hist hc;   /* the same, corrected for coordinated omission: what
@@ -23,7 +26,7 @@ struct probe {
 };
 
 int probe_start(struct probe *p, struct driver *d, const struct target *t, int interval_ms,
-                FILE *csv, const char *tag);
+                bool http, FILE *csv, const char *tag);
 void probe_tick(struct probe *p, uint64_t now);
 /* An unanswered PING counts as a sample of its age so far: a server that
  * hangs shows as a huge max, not as a missing one. */

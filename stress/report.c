@@ -53,10 +53,10 @@ static void ms(char *buf, size_t len, uint64_t us, bool known)
         snprintf(buf, len, "-");
 }
 
-enum { NCOL = 12 };
-static const char *const head[NCOL] = {"scenario", "conns",  "requested", "verified",
-                                       "probes",   "p50 ms", "p99 ms",    "max ms",
-                                       "srv RSS",  "srv CPU", "max write", "result"};
+enum { NCOL = 14 };
+static const char *const head[NCOL] = {"scenario", "conns",    "requested", "verified", "probes",
+                                       "p50 ms",   "p99 ms",   "max ms",    "srv RSS",  "kern SendQ",
+                                       "TCP mem",  "srv CPU",  "max write", "result"};
 
 static void cells_of(const struct row *r, char c[NCOL][32])
 {
@@ -74,15 +74,22 @@ static void cells_of(const struct row *r, char c[NCOL][32])
         fmt_bytes(c[8], 32, r->rss_peak_kb * 1024);
     else
         snprintf(c[8], 32, "-");
-    if (r->cpu_ms)
-        snprintf(c[9], 32, "%.1f s", (double)r->cpu_ms / 1000.0);
-    else
-        snprintf(c[9], 32, "-");
-    if (g.max_us >= 0)
-        snprintf(c[10], 32, "%lld us", g.max_us);
+    /* kernel memory beside the server's own: the send queues of its
+     * sockets, and the whole host's TCP memory that tcp_mem limits */
+    fmt_bytes(c[9], 32, r->sndq_peak);
+    if (r->tcp_mem_peak_kb)
+        fmt_bytes(c[10], 32, r->tcp_mem_peak_kb * 1024);
     else
         snprintf(c[10], 32, "-");
-    snprintf(c[11], 32, "%s", row_passed(r) ? "PASS" : "FAIL");
+    if (r->cpu_ms)
+        snprintf(c[11], 32, "%.1f s", (double)r->cpu_ms / 1000.0);
+    else
+        snprintf(c[11], 32, "-");
+    if (g.max_us >= 0)
+        snprintf(c[12], 32, "%lld us", g.max_us);
+    else
+        snprintf(c[12], 32, "-");
+    snprintf(c[13], 32, "%s", row_passed(r) ? "PASS" : "FAIL");
 }
 
 void report_table(FILE *f, const struct row *rows, int n)
@@ -165,10 +172,11 @@ int report_json(const char *path, const struct row *rows, int n, const char *ver
                 ", \"conns\": %d, \"requested_bytes\": %" PRIu64 ", \"verified_bytes\": %" PRIu64
                 ", \"probes\": %" PRIu64 ", \"probe_p50_ms\": %.3f, \"probe_p99_ms\": %.3f"
                 ", \"probe_max_ms\": %.3f, \"server_rss_peak_kb\": %" PRIu64
-                ", \"server_cpu_s\": %.2f",
+                ", \"server_cpu_s\": %.2f, \"kernel_sendq_peak_bytes\": %" PRIu64
+                ", \"sockstat_tcp_mem_peak_kb\": %" PRIu64,
                 r->conns, r->requested, r->verified, r->probes, (double)r->p50_us / 1000.0,
                 (double)r->p99_us / 1000.0, (double)r->max_us / 1000.0, r->rss_peak_kb,
-                (double)r->cpu_ms / 1000.0);
+                (double)r->cpu_ms / 1000.0, r->sndq_peak, r->tcp_mem_peak_kb);
         if (g.max_us >= 0)
             fprintf(f,
                     ", \"guard_max_write_us\": %lld, \"guard_calls\": %lld"
@@ -250,9 +258,9 @@ int rows_append(const char *path, const struct row *r)
     tsv_field(f, r->name);
     fprintf(f,
             "\t%d\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64
-            "\t%" PRIu64 "\t%" PRIu64 "\t",
+            "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\t",
             r->conns, r->requested, r->verified, r->probes, r->p50_us, r->p99_us, r->max_us,
-            r->rss_peak_kb, r->cpu_ms);
+            r->rss_peak_kb, r->cpu_ms, r->sndq_peak, r->tcp_mem_peak_kb);
     tsv_field(f, r->guard_file);
     fputc('\t', f);
     tsv_field(f, r->result);
@@ -277,20 +285,21 @@ static int split_tabs(char *line, char **field, int max)
 
 static int row_parse(char *line, struct row *r)
 {
-    char *fl[13];
+    char *fl[15];
     line[strcspn(line, "\n")] = '\0';
-    if (split_tabs(line, fl, 13) != 13)
+    if (split_tabs(line, fl, 15) != 15)
         return -1;
     memset(r, 0, sizeof *r);
     snprintf(r->name, sizeof r->name, "%s", fl[0]);
     r->conns = atoi(fl[1]);
-    uint64_t *num[] = {&r->requested, &r->verified, &r->probes,      &r->p50_us,
-                       &r->p99_us,    &r->max_us,   &r->rss_peak_kb, &r->cpu_ms};
-    for (int i = 0; i < 8; i++)
+    uint64_t *num[] = {&r->requested, &r->verified,  &r->probes,    &r->p50_us,
+                       &r->p99_us,    &r->max_us,    &r->rss_peak_kb, &r->cpu_ms,
+                       &r->sndq_peak, &r->tcp_mem_peak_kb};
+    for (int i = 0; i < 10; i++)
         *num[i] = strtoull(fl[2 + i], NULL, 10);
-    snprintf(r->guard_file, sizeof r->guard_file, "%s", fl[10]);
-    snprintf(r->result, sizeof r->result, "%s", fl[11]);
-    snprintf(r->detail, sizeof r->detail, "%s", fl[12]);
+    snprintf(r->guard_file, sizeof r->guard_file, "%s", fl[12]);
+    snprintf(r->result, sizeof r->result, "%s", fl[13]);
+    snprintf(r->detail, sizeof r->detail, "%s", fl[14]);
     return 0;
 }
 

@@ -18,6 +18,8 @@ struct row {
     uint64_t p50_us, p99_us, max_us;
     uint64_t rss_peak_kb; /* server, 0 = unknown */
     uint64_t cpu_ms;      /* server CPU time during the run, 0 = unknown */
+    uint64_t sndq_peak;   /* bytes in the server's kernel send queues, peak */
+    uint64_t tcp_mem_peak_kb; /* host TCP memory (sockstat), peak; 0 = unknown */
     char guard_file[200]; /* nbguard report of the server, read when shown */
     char result[240];     /* "PASS" or "FAIL: why" */
     char detail[400];     /* scenario-specific facts, one line */

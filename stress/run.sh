@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # stress/run.sh: what `make stress` and `make stress-quick` run.
 #
-#   stress/run.sh [--quick] [--plot] [--server PATH] [--client PATH] [--guard PATH]
+#   stress/run.sh [--quick] [--plot] [--attacks-only] [--sndbuf-sweep "B..."] [--server PATH] [--client PATH] [--guard PATH]
 #
 # 1. Starts the test server under nbguard.so (any blocking write-family call
 #    aborts it) on a free port, with a small SO_SNDBUF so that slow readers
@@ -13,7 +13,12 @@
 #    epoll_wait. A short slowreaders run (stalled, paced and fast readers, so
 #    the loop goes round many times and meets EAGAIN in every state) checks
 #    that every BLAST byte still arrives, in order.
-# 5. One table, build/reports/stress.json and stress.xml (JUnit; stress-quick.*
+# 5. Full run only: slowhttptest attacks (slow read, slowloris headers, slow
+#    body) against --mode http, each on a fresh server (stress/README.md,
+#    "The attacks"). --attacks-only runs only these; --sndbuf-sweep runs
+#    only the slow read, once per SO_SNDBUF in the list (0 = the kernel's),
+#    to compare the kernel memory it pins (make stress-sndbuf).
+# 6. One table, build/reports/stress.json and stress.xml (JUnit; stress-quick.*
 #    for --quick), and a last line PASS or FAIL: <reason>. Exit 0 only on PASS.
 #
 # Every process it starts is stopped by its PID, also on error or Ctrl-C.
@@ -26,11 +31,15 @@ plot=${plot:-0}
 server=
 client=
 guard=
+only=all     # all | attacks | sweep
+sweep=
 usage() { sed -n '4p' "$0" | sed 's/^# *//' >&2; exit 2; }
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1 ;;
     --plot) plot=1 ;;
+    --attacks-only) only=attacks ;;
+    --sndbuf-sweep) only=sweep; sweep=${2:?}; shift ;;
     --server) server=${2:?}; shift ;;
     --client) client=${2:?}; shift ;;
     --guard) guard=${2:?}; shift ;;
@@ -54,6 +63,12 @@ guard=$(realpath "$guard")
 reports=build/reports
 name=stress
 [ "$quick" = 1 ] && name=stress-quick
+[ "$only" = attacks ] && name=stress-attacks
+[ "$only" = sweep ] && name=stress-sndbuf
+if [ "$quick" = 1 ] && [ "$only" != all ]; then
+    echo "run.sh: the attacks run only in the full stress (not with --quick)" >&2
+    exit 2
+fi
 work=$reports/$name
 rm -rf "$work"
 mkdir -p "$work"
@@ -226,10 +241,14 @@ stop_server() {
 }
 
 stress() { # evl-stress arguments...
+    client_run "$@" --connect "127.0.0.1:$port" --server-pid "$srv_pid" --rows "$rows" \
+        "${LIMITS[@]}"
+}
+
+client_run() { # evl-stress arguments...
     # in the background and waited for: a signal to this script then runs
     # its trap at once (bash defers traps until a foreground child ends)
-    "$client" "$@" --connect "127.0.0.1:$port" --server-pid "$srv_pid" --rows "$rows" \
-        "${LIMITS[@]}" >>"$work/client.out" &
+    "$client" "$@" >>"$work/client.out" &
     local cpid=$!
     live+=("$cpid")
     wait "$cpid"
@@ -243,6 +262,7 @@ stress() { # evl-stress arguments...
 echo "stress: server $server, client $client, guard $guard; logs in $work/"
 
 # --- the main round: one server, three scenarios, under the guard ----------
+if [ "$only" = all ]; then
 if start_server main 0 env LD_PRELOAD="$guard" NBGUARD_REPORT="$work/guard-main.txt" "$server"; then
     guard_loaded main
     for sc in slowreaders fanout churn; do
@@ -362,6 +382,83 @@ for sc in slowreaders fanout churn fault:fiu-send fault:eintr; do
     if ! cut -f1 "$rows" 2>/dev/null | grep -qxF "$sc"; then
         fails+=("$sc: no result row (the client died without writing one: see $work/client.out)")
     fi
+done
+fi # only = all
+
+# --- the attacks: slowhttptest against --mode http ---------------------------
+# Issue 14's figures, the same for every attack: the probe (GET / every 20 ms
+# on one keep-alive connection) p99 <= 10 ms and max <= 50 ms; 5 s after the
+# last attacker left the server's RSS within 2x of its RSS before the attack;
+# peak RSS within RSS before + peak connections x ATTACK_CONN_KB, where
+# ATTACK_CONN_KB is what the watermarks let the test server hold per
+# connection: wbuf_low (64 KiB: /bytes streams while pending <= wbuf_low)
+# + one body chunk (BLAST_CHUNK, 64 KiB) + a read buffer (an unfinished
+# request head, at most HTTP_HEAD_MAX 8 KiB, in a buffer at most twice that:
+# 16 KiB) + 4 KiB of connection state and allocator slack = 148 KiB. Each
+# attack runs on a fresh server, which must then exit 0 on SIGTERM.
+# slowhttptest exits 0 whatever happens: evl-stress reads its CSV.
+ATTACK_CONN_KB=148
+ATTACK_LIMITS=(--probe-ms 20 --max-p99-ms 10 --max-ms 50 --rss-per-conn-kb "$ATTACK_CONN_KB"
+               --after-ms 5000 --rss-ratio 2)
+# The slow read of the issue (2000 connections at 400/s, GET /bytes/8388608,
+# a 512-1024-byte window, 32 bytes read every 3 s), held 15 s instead of
+# the issue's longer run: the ramp takes 5 s, then 10 s at 2000.
+SLOWREAD=(-X -c 2000 -r 400 -l 15 -w 512 -y 1024 -n 3 -z 32 -k 1 -p 3)
+SLOWREAD_PATH=/bytes/8388608
+# Slowloris: 1000 connections at 200/s, each sending one more header line
+# every 5 s, for 12 s (the head never completes; HTTP_HEAD_MAX and 64
+# headers would end each only after minutes).
+SLOWLORIS=(-H -c 1000 -r 200 -l 12 -i 5 -x 24 -p 3)
+# Slow body: 1000 connections at 200/s, POST with Content-Length 8192 sent
+# 24 bytes every 5 s, for 12 s. The test server serves GET only, so it
+# answers each head with 405 and closes: the row shows what that costs.
+SLOWBODY=(-B -c 1000 -r 200 -l 12 -i 5 -x 24 -s 8192 -p 3)
+
+# attack_round NAME SNDBUF PATH SECONDS SLOWHTTPTEST-ARGS...
+attack_round() {
+    local an=$1 sb=$2 path=$3 secs=$4
+    local tag=${an// /_} # a label may hold blanks; file names do not
+    shift 4
+    local saved=$SNDBUF
+    SNDBUF=$sb
+    if start_server "atk-$tag" 0 env LD_PRELOAD="$guard" NBGUARD_REPORT="$work/guard-atk-$tag.txt" \
+            "$server" --mode http; then
+        guard_loaded "atk-$tag"
+        echo "stress: $an (sndbuf $sb): slowhttptest $* -u http://127.0.0.1:$port$path"
+        client_run attack --connect "127.0.0.1:$port" --server-pid "$srv_pid" --rows "$rows" \
+            --seconds "$secs" "${ATTACK_LIMITS[@]}" --label "$an" \
+            --guard-report "$work/guard-atk-$tag.txt" --attack-csv "$work/atk-$tag.csv" \
+            --attack-log "$work/atk-$tag.log" --samples-csv "$work/attack-samples.csv" \
+            -- slowhttptest "$@" -u "http://127.0.0.1:$port$path" -g -o "$work/atk-$tag"
+        stop_server "atk-$tag"
+    fi
+    SNDBUF=$saved
+}
+
+attack_names=()
+if [ "$quick" = 0 ]; then # --attacks-only and --sndbuf-sweep imply it
+    if ! command -v slowhttptest >/dev/null; then
+        fails+=("attacks: slowhttptest not installed (package slowhttptest)")
+    elif [ "$only" = sweep ]; then
+        for sb in $sweep; do
+            label="slowread sndbuf=$sb"
+            [ "$sb" = 0 ] && label="slowread sndbuf=kernel"
+            attack_round "$label" "$sb" "$SLOWREAD_PATH" 15 "${SLOWREAD[@]}"
+            attack_names+=("$label")
+        done
+        read -r m0 m1 m2 </proc/sys/net/ipv4/tcp_mem
+        notes+=("tcp_mem (pages): $m0 $m1 $m2; default SO_SNDBUF: net.ipv4.tcp_wmem $(tr '\t' ' ' </proc/sys/net/ipv4/tcp_wmem)")
+    else
+        attack_round slowread "$SNDBUF" "$SLOWREAD_PATH" 15 "${SLOWREAD[@]}"
+        attack_round slowloris "$SNDBUF" / 12 "${SLOWLORIS[@]}"
+        attack_round slowbody "$SNDBUF" / 12 "${SLOWBODY[@]}"
+        attack_names+=(slowread slowloris slowbody)
+    fi
+fi
+for an in "${attack_names[@]}"; do
+    [ -s "$work/guard-atk-${an// /_}.txt" ] || fails+=("atk-$an: the guard wrote no report (not loaded, or the server died)")
+    cut -f1 "$rows" 2>/dev/null | grep -qxF "$an" ||
+        fails+=("$an: no result row (the client died without writing one: see $work/client.out)")
 done
 
 # --- the latency chart -----------------------------------------------------

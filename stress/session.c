@@ -41,6 +41,7 @@ int session_poll(struct session *ss)
     probe_tick(&ss->probe, now);
     statsconn_tick(&ss->sc, now);
     procmon_tick(&ss->mon, now);
+    kernmon_tick(&ss->km, now);
     if (ss->mon.gone)
         session_fail(ss, "server pid %d has exited", ss->o->server_pid);
     else if (ss->probe.err[0])
@@ -96,8 +97,10 @@ int session_begin(struct session *ss, const struct opts *o, struct row *row, con
         return -1;
     }
     procmon_start(&ss->mon, o->server_pid);
+    kernmon_start(&ss->km, target_port(&o->target));
     if (statsconn_open(&ss->sc, &ss->drv, &o->target) < 0 ||
-        probe_start(&ss->probe, &ss->drv, &o->target, o->probe_ms, ss->csv, row->name) < 0) {
+        probe_start(&ss->probe, &ss->drv, &o->target, o->probe_ms, false, ss->csv,
+                    row->name) < 0) {
         session_fail(ss, "connect %s: %s", o->target.text, strerror(errno));
         return -1;
     }
@@ -113,6 +116,7 @@ int session_begin(struct session *ss, const struct opts *o, struct row *row, con
     ss->deadline = ss->t0 + (uint64_t)((budget_s + o->timeout_s) * 1e6);
     ss->mon.rss_peak_kb = 0;
     ss->mon.cpu0 = ss->mon.cpu;
+    kernmon_start(&ss->km, ss->km.port); /* peaks from here */
     ss->sc.peak_wbuf_bytes = 0;
     ss->sc.peak_rss_kb = 0;
     return 0;
@@ -153,6 +157,8 @@ int session_end(struct session *ss)
     if (!ss->failed)
         settle(ss);
     procmon_tick(&ss->mon, (uint64_t)-1);
+    r->sndq_peak = ss->km.sndq_peak > 0 ? (uint64_t)ss->km.sndq_peak : 0;
+    r->tcp_mem_peak_kb = pages_kb(ss->km.tcp_pages_peak);
     r->probes = ss->probe.h.n;
     r->p50_us = hist_pct(&ss->probe.hc, 50);
     r->p99_us = hist_pct(&ss->probe.hc, 99);

@@ -18,6 +18,7 @@ struct session {
     struct probe probe;
     struct statsconn sc;
     struct procmon mon;
+    struct kernmon km;
     FILE *csv;
     uint64_t t0;       /* the load starts */
     uint64_t deadline; /* hard: past it the scenario fails, whatever the server does */

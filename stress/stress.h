@@ -30,6 +30,15 @@ struct opts {
     double max_ms;       /* probe max */
     double max_rss_mb;   /* server peak RSS */
     const char *json, *rows, *latency_csv, *guard_report, *label;
+    /* attack: the attacker's command (argv after "--"), its CSV and log,
+     * the sampled time series, and the memory verdict's parameters */
+    char **attacker;
+    const char *attack_csv, *attack_log, *samples_csv;
+    int sources;         /* scale: 127.0.0.x source addresses (0: one per 25000) */
+    int active_pct;      /* scale: share that ping-pongs (1) */
+    int rss_per_conn_kb; /* peak RSS bound per connection (0: not checked) */
+    int after_ms;        /* RSS is judged this long after the last attacker left */
+    double rss_ratio;    /* ... against this many times the RSS before */
     uint32_t seed;
 };
 
@@ -38,5 +47,7 @@ int run_slowreaders(const struct opts *o, struct row *r);
 int run_blast(const struct opts *o, struct row *r);
 int run_fanout(const struct opts *o, struct row *r);
 int run_churn(const struct opts *o, struct row *r);
+int run_attack(const struct opts *o, struct row *r);
+int run_scale(const struct opts *o, struct row *r);
 
 #endif

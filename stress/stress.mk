@@ -32,7 +32,7 @@ $(ASAN)/guard-prog: stress/guard_prog.c | deps-build
 	@mkdir -p $(@D)
 	$(ASAN_CC) $(ASAN_CFLAGS) -o $@ $<
 
-.PHONY: stress stress-quick guard-test
+.PHONY: stress stress-quick stress-attacks stress-sndbuf stress-scale guard-test
 
 # The main job: the release server under the guard, about 60-90 s.
 # PLOT=1 also draws build/reports/stress-latency.png; STRESS_SERVER= tests
@@ -41,6 +41,24 @@ STRESS_SERVER ?= $(BUILD)/evl-testsrv
 stress: deps-stress $(BUILD)/evl-testsrv $(BUILD)/evl-stress $(BUILD)/nbguard.so
 	stress/run.sh --server $(STRESS_SERVER) --client $(BUILD)/evl-stress \
 	  --guard $(BUILD)/nbguard.so $(if $(PLOT),--plot)
+
+# Only the slowhttptest attacks of make stress (issue 14), ~60 s.
+stress-attacks: deps-stress $(BUILD)/evl-testsrv $(BUILD)/evl-stress $(BUILD)/nbguard.so
+	stress/run.sh --attacks-only --server $(STRESS_SERVER) --client $(BUILD)/evl-stress \
+	  --guard $(BUILD)/nbguard.so
+
+# The slow-read attack once per SO_SNDBUF (0 = the kernel's default): the
+# kernel memory each pins, to choose the library's default from. ~75 s.
+SNDBUF_SWEEP ?= 0 65536 16384
+stress-sndbuf: deps-stress $(BUILD)/evl-testsrv $(BUILD)/evl-stress $(BUILD)/nbguard.so
+	stress/run.sh --sndbuf-sweep "$(SNDBUF_SWEEP)" --server $(STRESS_SERVER) \
+	  --client $(BUILD)/evl-stress --guard $(BUILD)/nbguard.so
+
+# Not in make check: as many connections as the fd limits allow (N asked,
+# default 100000), 1% active; the ceiling reached when the limit is lower.
+SCALE_CONNS ?= 100000
+stress-scale: $(BUILD)/evl-testsrv $(BUILD)/evl-stress
+	stress/scale.sh --conns $(SCALE_CONNS) --server $(STRESS_SERVER) --client $(BUILD)/evl-stress
 
 # The short version for make check: the sanitized server and client.
 stress-quick: deps-stress $(ASAN)/evl-testsrv $(ASAN)/evl-stress $(BUILD)/nbguard.so
