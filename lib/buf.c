@@ -10,6 +10,15 @@
 
 #define HDR offsetof(struct evl__bufmem, data)
 
+static _Thread_local size_t released;
+
+size_t evl__buf_released(void)
+{
+    size_t n = released;
+    released = 0;
+    return n;
+}
+
 static size_t pow2_at_least(size_t n)
 {
     size_t c = EVL__BUF_MIN;
@@ -35,6 +44,7 @@ static int relocate(evl__buf *b, size_t new_cap)
     if (b->m) {
         m->len = b->m->len;
         memcpy(m->data, b->m->data + b->m->off, m->len);
+        released += b->m->cap;
         free(b->m);
     }
     b->m = m;
@@ -142,6 +152,8 @@ ssize_t evl__buf_drain(evl__buf *b, evl__writer_fn w, void *ctx, size_t budget)
 
 void evl__buf_free(evl__buf *b)
 {
+    if (b->m)
+        released += b->m->cap;
     free(b->m);
     b->m = NULL;
 }

@@ -59,6 +59,12 @@ ssize_t evl__buf_drain(evl__buf *b, evl__writer_fn w, void *ctx, size_t budget);
 
 void evl__buf_free(evl__buf *b);
 
+/* Bytes of regions this thread's buffers have given back to malloc since
+ * the last call, which resets the count: the loop's trim timer asks it
+ * whether a malloc_trim is worth its cost (loop.c). Per thread, as a loop
+ * runs on one thread. */
+size_t evl__buf_released(void);
+
 /* Checks the invariants (bounds, empty => no memory, capacity bound). Returns
  * NULL when sound, else a description of the first broken one. For tests and
  * fuzzers; costs nothing in the loop. */

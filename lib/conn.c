@@ -205,6 +205,8 @@ void evl__conn_reap(evl_conn *c)
         (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     (void)close(c->io.fd);
+    if (c->rbuf.m || c->wbuf.m)
+        evl__trim_soon(l);
     evl__buf_free(&c->rbuf);
     evl__buf_free(&c->wbuf);
     free(c->x);
@@ -566,6 +568,8 @@ static void on_writable(evl_conn *c)
     if (r > 0) {
         spend(c, (size_t)r);
         evl__touch(c);
+        if (!c->wbuf.m)
+            evl__trim_soon(c->loop); /* the region went back to malloc */
     }
     after_drain(c);
 }

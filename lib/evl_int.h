@@ -15,7 +15,8 @@
 #define EVL__ACCEPT_BATCH    128           /* accepts per listener event */
 #define EVL__DIRECT_IOV      64            /* buffers per direct sendmsg (< IOV_MAX) */
 #define EVL__ACCEPT_PAUSE_MS 100           /* after EMFILE: retry this late */
-#define EVL__OWN_TIMERS      4             /* tick, accept, idle, close */
+#define EVL__OWN_TIMERS      5             /* tick, accept, idle, close, trim */
+#define EVL__TRIM_MIN        ((size_t)256 << 10) /* released before a malloc_trim */
 
 /* An intrusive doubly linked list; a head is a link pointing at itself. */
 typedef struct evl__link {
@@ -178,6 +179,7 @@ struct evl_loop {
     evl_timer accept_timer;     /* re-arms listeners paused after EMFILE */
     evl_timer idle_timer;       /* due when the LRU head idles out */
     evl_timer close_timer;      /* due at the first close deadline */
+    evl_timer trim_timer;       /* malloc_trim after buffers were released */
     uint64_t iter;
     sigset_t child_mask;        /* the mask from before evl_run blocked the
                                    stop signals (evl_child_sigmask) */
@@ -219,6 +221,7 @@ void evl__timers_free(evl_loop *l);
 int evl__fdtab_put(evl_loop *l, evl__io *io);
 void evl__bury(evl_loop *l, evl__io *io);
 void evl__unregister(evl_loop *l, evl__io *io);
+void evl__trim_soon(evl_loop *l);
 
 static inline bool evl__dead(const evl_conn *c) { return c->state == EVL__DEAD; }
 static inline bool evl__closing(const evl_conn *c)

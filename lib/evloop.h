@@ -189,6 +189,13 @@ typedef struct evl_options {
                                (autotuned, up to tcp_wmem's max, 4 MiB).
                                Default 0 here; see docs/DESIGN.md for the
                                measurement behind the value servers use. */
+    int trim_ms;            /* give memory back: this long after buffers
+                               released at least 256 KiB, ask malloc to
+                               return its free pages to the system
+                               (malloc_trim, glibc; elsewhere nothing).
+                               Without it a burst of slow readers leaves
+                               the server's RSS at its peak. 0 = never.
+                               Default 1000. */
 } evl_options;
 
 /* Counters, all since evl_new. conns == accepted - closed at every moment.

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 static void tick_fired(evl_timer *t, void *arg);
+static void trim_fired(evl_timer *t, void *arg);
 static void accept_resume_fired(evl_timer *t, void *arg);
 static void idle_sweep(evl_timer *t, void *arg);
 static void close_sweep(evl_timer *t, void *arg);
@@ -47,6 +49,7 @@ void evl_options_default_sized(evl_options *o, size_t osize)
         .max_events = 256,
         .write_budget = 1u << 20,
         .sndbuf = 0,
+        .trim_ms = 1000,
     };
     memcpy(o, &d, known(osize, sizeof d));
 }
@@ -57,7 +60,7 @@ static int options_valid(const evl_options *o)
            o->rbuf_max > 0 && o->write_quantum > 0 && o->max_events > 0 &&
            o->wbuf_low <= o->wbuf_high && o->wbuf_high > 0 &&
            (o->wbuf_max == 0 || o->wbuf_max >= o->wbuf_high) && o->write_budget > 0 &&
-           o->sndbuf >= 0;
+           o->sndbuf >= 0 && o->trim_ms >= 0;
 }
 
 evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
@@ -96,6 +99,7 @@ evl_loop *evl_new_sized(const evl_handler *h, size_t hsize, void *udata,
     evl__timer_init(l, &l->accept_timer, accept_resume_fired, l);
     evl__timer_init(l, &l->idle_timer, idle_sweep, l);
     evl__timer_init(l, &l->close_timer, close_sweep, l);
+    evl__timer_init(l, &l->trim_timer, trim_fired, l);
     l->scratch = malloc(EVL__READ_MAX);
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     l->heap = calloc(EVL__OWN_TIMERS, sizeof *l->heap);
@@ -507,6 +511,30 @@ static void close_sweep(evl_timer *t, void *arg)
     }
     if (c)
         (void)evl__timer_at(t, c->stamp);
+}
+
+/* Armed by the closes and drains that free buffers (evl__trim_soon), so
+ * an idle loop never wakes for it. glibc keeps freed memory for reuse and
+ * returns it to the system only from the top of the heap: after a burst of
+ * slow readers, RSS would stay at the burst's peak. malloc_trim(0) returns
+ * every free page (madvise), at the cost of a walk over malloc's free
+ * lists: done at most once per trim_ms, and only when buffers gave back at
+ * least EVL__TRIM_MIN since the last one. */
+static void trim_fired(evl_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    if (evl__buf_released() >= EVL__TRIM_MIN) {
+#ifdef __GLIBC__
+        (void)malloc_trim(0);
+#endif
+    }
+}
+
+void evl__trim_soon(evl_loop *l)
+{
+    if (l->o.trim_ms > 0 && !l->trim_timer.slot)
+        (void)evl__timer_at(&l->trim_timer, l->now + (uint64_t)l->o.trim_ms);
 }
 
 static void tick_fired(evl_timer *t, void *arg)

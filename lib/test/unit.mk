@@ -70,3 +70,4 @@ $(ASAN)/test/test_gaps $(BUILD)/test/test_gaps: UNIT_LDFLAGS = $(GAPS_WRAP)
 # test_gaps13: the same for the timers, connect, wakeup and overrides; its
 # wrap list is read from the file (tools/coverage/unit-wraps.sh).
 $(ASAN)/test/test_gaps13 $(BUILD)/test/test_gaps13: UNIT_LDFLAGS = $(shell tools/coverage/unit-wraps.sh lib/test/test_gaps13.c)
+$(ASAN)/test/test_attack $(BUILD)/test/test_attack: UNIT_LDFLAGS = $(shell tools/coverage/unit-wraps.sh lib/test/test_attack.c)
