@@ -180,11 +180,16 @@ static conn_st *st_of(evl_conn *c, const char *who)
 }
 
 /* on_read is owed by the end of the next full run: a run started after
- * now (a run in progress may already have served this connection). */
+ * now (a run in progress may already have served this connection); later
+ * when others wait before it, since a run re-dispatches at most max_events
+ * connections, first come first served (lib/evloop.h, on_read). */
 static void owe_read(conn_st *s)
 {
+    int ahead = 0;
+    for (int i = 0; i < S.nconns; i++)
+        ahead += &S.cs[i] != s && S.cs[i].read_due;
     s->read_due = true;
-    s->read_due_by = S.runs + (S.in_run ? 2 : 1);
+    s->read_due_by = S.runs + (S.in_run ? 2 : 1) + ahead / S.o.max_events;
 }
 
 /* ---- the model of pending output and of the pause ------------------------ */

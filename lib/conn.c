@@ -626,9 +626,9 @@ static int queue_rest(evl_conn *c, const struct iovec *iov, int iovcnt, size_t t
 }
 
 /* One send, EINTR retried: the bytes taken, or -1 with errno (EAGAIN: none). */
-static ssize_t send_now(const evl_conn *c, const struct iovec *v, size_t nv)
+static ssize_t send_now(const evl_conn *c, struct iovec *v, size_t nv)
 {
-    struct msghdr m = {.msg_iov = (struct iovec *)(uintptr_t)v, .msg_iovlen = nv};
+    struct msghdr m = {.msg_iov = v, .msg_iovlen = nv};
     ssize_t r;
     do {
         r = nv == 1 ? send(c->io.fd, v[0].iov_base, v[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT)
@@ -690,7 +690,7 @@ int evl_writev(evl_conn *c, const struct iovec *iov, int iovcnt)
  * queued and budget for all of it. */
 static int write_slow(evl_conn *c, const void *buf, size_t len)
 {
-    struct iovec v = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
     return evl_writev(c, &v, 1);
 }
 
@@ -720,7 +720,7 @@ int evl_write(evl_conn *c, const void *buf, size_t len)
     }
     if (r < 0 && errno == EINTR)
         return write_slow(c, buf, len); /* retried there */
-    struct iovec v = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+    struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
     return queue_rest(c, &v, 1, len, sent);
 }
 

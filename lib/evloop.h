@@ -66,7 +66,9 @@ typedef struct evl_handler {
      * evl_consume(c, n) drops what the handler used. Handle at most one logical
      * message per call (fairness): if input remains and this call consumed
      * something, the loop calls on_read again in its next iteration without
-     * waiting for new socket data. If it consumed nothing, the loop waits for
+     * waiting for new socket data (an iteration makes at most max_events such
+     * calls, first come first served: with more connections waiting, the
+     * rest are served in the iterations after). If it consumed nothing, the loop waits for
      * more data (a partial message); if the input is already at rbuf_max, the
      * connection is closed as overflowed. The data pointer is valid only until
      * on_read returns. */
