@@ -124,7 +124,7 @@ static void test_sndbuf_set_on_accepted_and_connected_sockets(void **state)
     assert_true(ls >= 0);
     tu_track_fd(ls);
     assert_int_equal(evl_add_listener(s->l, ls), 0);
-    struct sockaddr_in sin;
+    struct sockaddr_in sin = {0};
     socklen_t sl = sizeof sin;
     assert_int_equal(getsockname(ls, (struct sockaddr *)&sin, &sl), 0);
     int cl = tu_tcp_connect(ntohs(sin.sin_port));
@@ -148,7 +148,7 @@ static int kernel_sndbuf_of_accepted(void)
 {
     int ls = evl_listen_tcp("127.0.0.1", 0, 0);
     assert_true(ls >= 0);
-    struct sockaddr_in sin;
+    struct sockaddr_in sin = {0};
     socklen_t sl = sizeof sin;
     assert_int_equal(getsockname(ls, (struct sockaddr *)&sin, &sl), 0);
     int cl = tu_tcp_connect(ntohs(sin.sin_port));
@@ -174,7 +174,7 @@ static void test_sndbuf_zero_leaves_the_kernel_default(void **state)
     assert_true(ls >= 0);
     tu_track_fd(ls);
     assert_int_equal(evl_add_listener(s->l, ls), 0);
-    struct sockaddr_in sin;
+    struct sockaddr_in sin = {0};
     socklen_t sl = sizeof sin;
     assert_int_equal(getsockname(ls, (struct sockaddr *)&sin, &sl), 0);
     int kernel = kernel_sndbuf_of_accepted();
@@ -194,7 +194,7 @@ static void release_a_big_buffer(tu_state *s)
     static char big[512 * 1024];
     memset(big, 'r', sizeof big);
     assert_int_equal(evl_write(r->c, big, sizeof big), 0);
-    assert_true(evl_pending(r->c) >= 256 * 1024);
+    assert_true(evl_pending(r->c) >= (size_t)256 * 1024);
     evl_abort(r->c);
     TU_RUN_UNTIL(s, r->closes == 1, 2000);
 }
