@@ -186,11 +186,14 @@ typedef struct evl_options {
                                milliseconds (docs/DESIGN.md, "Fairness").
                                Default 1 MiB; must be > 0. */
     int sndbuf;             /* SO_SNDBUF of accepted and connected sockets, in
-                               bytes: bounds the kernel memory a peer that
-                               does not read can pin. 0 = the kernel's
-                               (autotuned, up to tcp_wmem's max, 4 MiB).
-                               Default 0 here; see docs/DESIGN.md for the
-                               measurement behind the value servers use. */
+                               bytes (Linux doubles it): bounds the kernel
+                               memory a peer that does not read can pin.
+                               0 = the kernel's (autotuned up to tcp_wmem's
+                               max, 4 MiB: 2000 slow readers then pinned
+                               0.9 GB and pushed the host past tcp_mem).
+                               Default 64 KiB, from measurement
+                               (docs/DESIGN.md §7); a server streaming bulk
+                               data over long round trips wants more, or 0. */
     int trim_ms;            /* give memory back: this long after buffers
                                released at least 256 KiB, ask malloc to
                                return its free pages to the system

@@ -166,10 +166,22 @@ static int kernel_sndbuf_of_accepted(void)
     return v;
 }
 
+static void test_sndbuf_default_is_64k(void **state)
+{
+    (void)state;
+    evl_options o;
+    evl_options_default(&o);
+    assert_int_equal(o.sndbuf, 64 << 10);
+    assert_int_equal(o.write_budget, 1 << 20);
+    assert_int_equal(o.trim_ms, 1000);
+}
+
 static void test_sndbuf_zero_leaves_the_kernel_default(void **state)
 {
     (void)state;
-    tu_state *s = tu_new(NULL, TU_HOLD);
+    evl_options o = tu_opts();
+    o.sndbuf = 0;
+    tu_state *s = tu_new(&o, TU_HOLD);
     int ls = evl_listen_tcp("127.0.0.1", 0, 0);
     assert_true(ls >= 0);
     tu_track_fd(ls);
@@ -238,6 +250,7 @@ int main(void)
         TU_TEST(test_write_budget_spreads_flushes_over_iterations),
         TU_TEST(test_bad_budget_sndbuf_trim_are_refused),
         TU_TEST(test_sndbuf_set_on_accepted_and_connected_sockets),
+        TU_TEST(test_sndbuf_default_is_64k),
         TU_TEST(test_sndbuf_zero_leaves_the_kernel_default),
         TU_TEST(test_trim_after_buffers_were_released),
         TU_TEST(test_trim_zero_never_trims),

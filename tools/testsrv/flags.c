@@ -33,7 +33,7 @@ static const char usage_text[] =
     "  --tick-ms MS        timer period (5000; 0 = none)\n"
     "  --close-timeout MS  graceful close gives up after this long (5000)\n"
     "  --max-conns N       refuse connections beyond N (0 = no cap)\n"
-    "  --sndbuf B          SO_SNDBUF of accepted sockets (0 = the kernel's)\n"
+    "  --sndbuf B          SO_SNDBUF of accepted sockets (evl_options.sndbuf; 0 = the kernel's)\n"
     "  --fifo PATH         broadcast each line written into this FIFO (made if missing)\n"
     "Sizes B are bytes, or with a K, M or G suffix (KiB, MiB, GiB).\n"
     "Prints \"LISTENING <port>\" (or \"LISTENING <path>\") once it listens.\n";
@@ -219,7 +219,7 @@ static int set_opt(int opt, const char *arg, struct flags *f, int *listeners)
         return rc;
     case O_SNDBUF:
         rc = parse_num(arg, 0, INT_MAX / 2, true, &v);
-        f->srv.sndbuf = (int)v;
+        f->opts.sndbuf = (int)v; /* the library sets it on every accepted socket */
         return rc;
     case O_FIFO:
         f->srv.fifo_path = arg;
