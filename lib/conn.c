@@ -205,8 +205,9 @@ void evl__conn_reap(evl_conn *c)
         (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     (void)close(c->io.fd);
-    if (c->rbuf.m || c->wbuf.m)
-        evl__trim_soon(l);
+    /* Every close: its buffers may have gone back earlier (a reset frees
+     * the output at once), and the timer trims only when enough did. */
+    evl__trim_soon(l);
     evl__buf_free(&c->rbuf);
     evl__buf_free(&c->wbuf);
     free(c->x);

@@ -229,6 +229,28 @@ static void test_trim_after_buffers_were_released(void **state)
     tu_finish(s);
 }
 
+/* A reset frees the output before the close is reaped: the trim must come
+ * all the same (the slow-read attack's connections end this way). */
+static void test_trim_after_a_reset_freed_the_output(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.trim_ms = 50;
+    tu_state *s = tu_new(&o, TU_HOLD);
+    trims = 0;
+    tu_rec *r = tu_tcp(s);
+    tu_set_sndbuf(r->fd, 4096);
+    static char big[512 * 1024];
+    memset(big, 'x', sizeof big);
+    assert_int_equal(evl_write(r->c, big, sizeof big), 0);
+    assert_true(evl_pending(r->c) >= (size_t)256 * 1024);
+    tu_set_linger0(r->peer);
+    tu_close_fd(r->peer); /* RST: the loop's next read or send fails */
+    TU_RUN_UNTIL(s, r->closes == 1, 2000);
+    TU_RUN_UNTIL(s, trims == 1, 2000);
+    tu_finish(s);
+}
+
 static void test_trim_zero_never_trims(void **state)
 {
     (void)state;
@@ -253,6 +275,7 @@ int main(void)
         TU_TEST(test_sndbuf_default_is_64k),
         TU_TEST(test_sndbuf_zero_leaves_the_kernel_default),
         TU_TEST(test_trim_after_buffers_were_released),
+        TU_TEST(test_trim_after_a_reset_freed_the_output),
         TU_TEST(test_trim_zero_never_trims),
     };
     return cmocka_run_group_tests_name("test_attack", tests, NULL, NULL);
