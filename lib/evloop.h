@@ -31,7 +31,7 @@
  * something is added (structs grow only at their end: docs/ABI.md); PATCH
  * for fixes. MINOR and PATCH stay below 100. */
 #define EVL_VERSION_MAJOR 1
-#define EVL_VERSION_MINOR 0
+#define EVL_VERSION_MINOR 1
 #define EVL_VERSION_PATCH 0
 #define EVL_VERSION_NUMBER \
     (EVL_VERSION_MAJOR * 10000 + EVL_VERSION_MINOR * 100 + EVL_VERSION_PATCH)
@@ -176,7 +176,7 @@ typedef struct evl_options {
                                cannot hold the loop). Once spent, evl_write
                                queues. Default 256 KiB. */
     int max_events;         /* epoll_wait batch size. Default 256. */
-    /* Fields below were added after 0.1; the struct grows only here. */
+    /* Added in 1.1 (docs/ABI.md: the struct grows only here). */
     size_t write_budget;    /* max bytes sent per loop iteration, all
                                connections together (EPOLLOUT flushes and
                                direct sends). Once spent, writes queue and
