@@ -183,7 +183,10 @@ typedef struct evl_options {
                                flushes wait for the next iteration, so no
                                iteration holds the loop for long and a probe
                                beside a thousand writers is answered within
-                               milliseconds (docs/DESIGN.md, "Fairness").
+                               milliseconds (docs/DESIGN.md §7). Every
+                               connection may still send its first 4 KiB
+                               of an iteration (a reply), so the ones epoll
+                               lists after the bulk writers are not starved.
                                Default 1 MiB; must be > 0. */
     int sndbuf;             /* SO_SNDBUF of accepted and connected sockets, in
                                bytes (Linux doubles it): bounds the kernel
