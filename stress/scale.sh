@@ -4,7 +4,7 @@
 #
 #   stress/scale.sh [--conns N] [--seconds S] [--server PATH] [--client PATH]
 #
-# Starts the release test server (cmd mode, the kernel's SO_SNDBUF, no
+# Starts the release test server (cmd mode, the library's default SO_SNDBUF, no
 # guard: the CPU per message is the server's own), then `evl-stress scale`:
 # N connections (100000 by default) or as many as the fd limits allow, 1 %
 # ping-pong, 1 % slow readers, the rest idle, held S seconds (10) while the
