@@ -1110,6 +1110,9 @@ static void do_connect(uint8_t b)
     S.entered++;
     s->c = c;
     s->fd = evl_fd(c);
+    s->doomed = S.freeing || S.stopping; /* as for evl_adopt: the stop or evl_free closes it too */
+    if (s->doomed)
+        cause(s, R(EVL_CLOSE_STOP) | (S.stopping ? close_reasons() : 0));
     FZ_CHECK(evl_udata(c) == s && evl_conn_of(S.l, s->fd) == c && evl_loop_of(c) == S.l && evl_pending(c) == 0 &&
                  evl_close_reason(c) == EVL_CLOSE_OPEN,
              "an evl_connect connection's accessors disagree");
@@ -1381,7 +1384,8 @@ static void on_close(evl_conn *c)
     FZ_CHECK(why == EVL_CLOSE_RESET ? err != 0 : why == EVL_CLOSE_CONNECT ? err == s->connect_err && err : err == 0,
              "conn %d closed as '%s' with errno %d (on_connect said %d)", idx(s), evl_close_reason_name(why), err,
              s->connect_err);
-    FZ_CHECK(why != EVL_CLOSE_EOF || !s->rpaused, "conn %d closed at EOF while its reading is paused", idx(s));
+    FZ_CHECK(why != EVL_CLOSE_EOF || !s->rpaused || s->eofs > 0, "conn %d closed at EOF while its reading is paused",
+             idx(s));
     FZ_CHECK(why != EVL_CLOSE_CONNECT || !s->connecting, "conn %d closed as 'connect' before on_connect", idx(s));
     S.idle_closes += why == EVL_CLOSE_IDLE;
     if (S.stopping) { /* inside evl_run: SIGTERM/SIGINT blocked, read by a signalfd */
@@ -1400,7 +1404,7 @@ static void on_close(evl_conn *c)
     errno = 0;
     FZ_CHECK(evl_write(c, "x", 1) == -1 && errno == EPIPE, "conn %d: a write in on_close did not fail EPIPE",
              idx(s));
-    bool handler = s->h_closed || s->ended || s->write_failed || s->overflow_maybe;
+    bool handler = s->h_closed || s->ended || s->write_failed || s->overflow_maybe || s->idle_maybe;
     FZ_CHECK(handler || s->peer_shut || s->peer_closed || S.freeing || S.stopping,
              "conn %d closed without a cause: no close, abort, error or overflow; the peer is open", idx(s));
     if (s->h_closed && S.o.close_timeout_ms == LONG_MS && !s->ended && !s->write_failed &&
