@@ -300,7 +300,9 @@ void evl__conn_deliver(evl_conn *c)
         if (after > 0) {
             if (after < before)
                 mark_ready(c); /* pipelined input: never stranded (fault 4) */
-            else if (after >= l->o.rbuf_max) {
+            else if (after >= l->o.rbuf_max && !c->read_paused) {
+                /* (paused: input never counts against rbuf_max; on_read
+                 * sees it again at evl_read_resume) */
                 l->st.overflow_closed++;
                 evl__conn_kill(c, EVL_CLOSE_OVERFLOW, 0);
                 return;
