@@ -250,8 +250,8 @@ static void check_eof_done(evl_conn *c, bool notify)
             evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
         return;
     }
-    if (evl__linked(&c->ready))
-        return; /* input still to deliver first */
+    if (evl__linked(&c->ready) || c->read_paused)
+        return; /* input still to deliver first; paused: the EOF is not seen yet */
     if (!c->eof_reported && !c->broken) {
         if (!notify) {
             mark_ready(c); /* the loop reports it in its next pass */
@@ -610,8 +610,9 @@ void evl_read_resume(evl_conn *c)
     if (!c->read_paused)
         return;
     c->read_paused = 0;
-    if (!evl__dead(c) && !evl__closing(c) && c->rbuf.len > 0)
-        mark_ready(c); /* input that waited is delivered without new data */
+    if (!evl__dead(c) && !evl__closing(c) && (c->rbuf.len > 0 || c->peer_eof))
+        mark_ready(c); /* input that waited is delivered without new data,
+                          then the EOF that came meanwhile */
     update_interest(c);
 }
 
