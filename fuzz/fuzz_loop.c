@@ -987,7 +987,7 @@ static void do_set_idle(conn_st *t, uint8_t b)
     errno = 0;
     int r = evl_set_idle_timeout(t->c, ms);
     fz_trace("  conn %d: evl_set_idle_timeout(%d) -> %d errno %d", idx(t), ms, r, r ? errno : 0);
-    if (ms < -1 || t->h_closed || t->stop_closed) {
+    if (ms < -1 || t->h_closed || (t->stop_closed && !S.in_on_stop)) {
         FZ_CHECK(r == -1 && errno == EINVAL, "conn %d: evl_set_idle_timeout(%d)%s gave %d errno %d", idx(t), ms,
                  ms < -1 ? "" : " on a closing connection", r, errno);
         return;
