@@ -90,30 +90,30 @@ typedef struct conn_st {
     uint64_t reads;
     /* the functions issue 13 added (ext mode; close reasons and on_eof always) */
     size_t wbuf_max;          /* this connection's (evl_set_wbuf_max), else the loop's */
-    bool rpaused;             /* evl_read_pause: the loop reads nothing */
-    uint64_t taken_at_rpause; /*   bytes it had read from the kernel then */
-    bool shut;                /* evl_shutdown: later writes EPIPE, the peer gets EOF */
+    uint64_t taken_at_rpause; /* bytes the loop had read from the kernel at evl_read_pause */
     int eofs;                 /* on_eof calls */
-    bool connecting;          /* evl_connect: on_connect not yet called */
-    bool tcp;                 /*   to a TCP port nobody listens on */
-    bool tcp_timeout;         /*   with a timeout */
     int connect_err;          /* what on_connect said */
-    bool h2;                  /* served by the second handler (evl_set_handler) */
-    bool idle_maybe;          /* an idle timeout of its own was set: IDLE possible */
-    int idle_cur;             /*   the override now (-1: the loop's) */
+    int idle_cur;             /* its own idle timeout now (-1: the loop's) */
     unsigned causes;          /* close reasons the script made possible (bits) */
     unsigned first;           /* the first cause's reasons, */
     bool first_sure;          /*   made while nothing else could close it */
+    bool rpaused;             /* evl_read_pause: the loop reads nothing */
+    bool shut;                /* evl_shutdown: later writes EPIPE, the peer gets EOF */
+    bool connecting;          /* evl_connect: on_connect not yet called */
+    bool tcp;                 /*   to a TCP port nobody listens on */
+    bool tcp_timeout;         /*   with a timeout */
+    bool h2;                  /* served by the second handler (evl_set_handler) */
+    bool idle_maybe;          /* an idle timeout of its own was set: IDLE possible */
     bool visited;             /* seen by the current evl_foreach_conn */
 } conn_st;
 
 typedef struct timer_st {
     evl_timer *t;
-    bool armed;               /* the model: started and not yet fired, stopped or freed */
     uint64_t start_ns;        /* our clock, just before evl_timer_start */
     uint64_t after, every;
     uint64_t fired;           /* calls since the start */
     uint64_t serial;          /* arming order */
+    bool armed;               /* the model: started and not yet fired, stopped or freed */
 } timer_st;
 #define MAX_TIMERS 4
 
@@ -133,6 +133,9 @@ static struct fuzz_state {
     pipe_st ps[MAX_PIPES];
     uint64_t runs;            /* evl_run_once calls completed */
     bool in_run, final, freeing;
+    bool ext;                 /* the functions issue 13 added are in the script */
+    bool wake_due;            /* on_wakeup is owed */
+    bool via2;                /* the callback came through the second handler */
     uint64_t entered, closed, overflows, overflows_maybe, callbacks;
     int lfd[2];               /* listening sockets side by side, or -1 */
     bool no_accept;           /* on_accept is NULL: every connection kept */
@@ -148,19 +151,16 @@ static struct fuzz_state {
     bool in_on_stop;          /*   inside it: connections still open */
     uint64_t ticks_at_run;    /*   ...when the current run began */
     sigset_t mask0;           /* the signal mask before anything ran */
-    struct sockaddr_un laddr[2]; /* the listeners' (abstract) addresses */
-    socklen_t laddr_len[2];
-    bool ext;                 /* the functions issue 13 added are in the script */
     timer_st tm[MAX_TIMERS];
     uint64_t arm_serial;
     timer_st *firing;         /* the timer whose callback runs, or NULL */
-    uint64_t wakeups;         /* evl_wakeup calls since on_wakeup ran */
-    bool wake_due;            /*   so on_wakeup is owed */
-    uint64_t wake_by;         /*   by the end of this run */
+    uint64_t wakeups;         /* evl_wakeup calls since on_wakeup ran, */
+    uint64_t wake_by;         /*   on_wakeup owed by the end of this run */
     uint64_t wake_iter;       /* iteration of the last on_wakeup */
     uint64_t wakeup_iter;     /* iteration of the last evl_wakeup */
     uint64_t idle_closes;     /* on_close with EVL_CLOSE_IDLE */
-    bool via2;                /* the callback came through the second handler */
+    struct sockaddr_un laddr[2]; /* the listeners' (abstract) addresses */
+    socklen_t laddr_len[2];
     uint8_t wbuf[MAX_IO], rbuf[MAX_IO];
     struct iovec iov[MAX_IOV];
 } S;
@@ -827,6 +827,7 @@ static void timer_free(int k)
  * deadline order". The library counts whole ms of CLOCK_MONOTONIC from the
  * start (floor), so the n-th call comes after more than after + (n-1) *
  * every - 1 ms of our clock, read before the start. */
+/* cppcheck-suppress constParameter ; the evl_timer_fn type fixes it */
 static void on_timer(evl_timer *t, void *arg)
 {
     timer_st *m = arg;
@@ -947,6 +948,7 @@ static void do_shutdown(conn_st *t, bool then_write)
 
 /* evl_foreach_conn: every open connection once, none closing or closed;
  * the walk's callback acts on each (closes, aborts, writes: the walk goes on). */
+/* cppcheck-suppress constParameter ; evl_foreach_conn's callback type fixes it */
 static void visit(evl_conn *c, void *arg)
 {
     FZ_CHECK(arg == &S, "evl_foreach_conn passed a wrong argument");

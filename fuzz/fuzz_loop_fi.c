@@ -199,11 +199,11 @@ static void act(slot *self, uint8_t b)
     if (F.final)
         return;
     slot *t = self && (b & 0x80) ? self : pick();
-    char buf[4096];
     fz_trace("  act %d on conn %d", b % 16, t ? (int)(t - F.s) : -1);
     switch (b % 16) {
     case 0: case 1: {
-        size_t n = fz_u8(&F.in) * 16u;
+        char buf[4096];
+        size_t n = (size_t)fz_u8(&F.in) * 16;
         memset(buf, 'w', sizeof buf);
         if (t) {
             errno = 0;
@@ -321,6 +321,7 @@ static void on_wakeup(evl_loop *l)
     F.depth--;
 }
 
+/* cppcheck-suppress constParameter ; the evl_timer_fn type fixes it */
 static void on_timer(evl_timer *t, void *arg)
 {
     evl_timer **p = arg;
