@@ -333,6 +333,34 @@ static void test_idle_timeout_per_connection(void **state)
     tu_finish(s);
 }
 
+/* The loop's idle timeout closes at its deadline: the sweep that the
+ * idle timer wakes for finds the connection due (stamp + idle <= now) and
+ * closes it in that iteration. A sweep that judged it not yet due at
+ * exactly the deadline would re-arm the timer for "now" and spin through
+ * epoll_wait(0) until the clock's next millisecond: hundreds of
+ * iterations for one idle close. Five rounds, each one connection. */
+static void test_idle_close_at_its_deadline_in_one_iteration(void **state)
+{
+    (void)state;
+    reset();
+    evl_options o = tu_opts();
+    o.idle_timeout_ms = 20;
+    o.tick_ms = 0;
+    tu_state *s = tu_new(&o, TU_SINK);
+    s->close_hook = record_close;
+    for (int round = 0; round < 5; round++) {
+        tu_rec *r = tu_pair(s);
+        uint64_t before = tu_stats(s).iterations;
+        TU_RUN_UNTIL(s, r->closes == 1, 3000); /* evl_run_once(10): two waits, then the deadline */
+        uint64_t used = tu_stats(s).iterations - before;
+        if (used > 6)
+            TU_FAIL("round %d: %llu iterations for one idle close of 20 ms (waits of 10 ms)", round,
+                    (unsigned long long)used);
+        assert_int_equal(reason_of(s, r), EVL_CLOSE_IDLE);
+    }
+    tu_finish(s);
+}
+
 /* Output queued for a peer that does not read is not progress: the
  * connection idles out, its pending output is dropped, the peer gets a
  * reset (the header's answers to "does queueing count" and "is pending
@@ -665,6 +693,7 @@ int main(void)
         TU_TEST(test_read_resume_delivers_buffered_input),
         TU_TEST(test_stop_hook_says_goodbye),
         TU_TEST(test_foreach_tolerates_closing_during_the_walk),
+        TU_TEST(test_idle_close_at_its_deadline_in_one_iteration),
     };
     return cmocka_run_group_tests_name("test_conns", tests, NULL, NULL);
 }
