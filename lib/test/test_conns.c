@@ -404,9 +404,9 @@ static void test_close_reason_names_and_foreach_on_fd_0(void **state)
     assert_int_equal(sv[0], 0);
     tu_track_fd(sv[1]);
     tu_rec *r = tu_adopt(s, sv[0], sv[1]);
-    int visits = 0;
-    evl_foreach_conn(s->l, visit_count, &visits);
-    assert_int_equal(visits, 1);
+    int seen = 0;
+    evl_foreach_conn(s->l, visit_count, &seen);
+    assert_int_equal(seen, 1);
     evl_abort(r->c);
     tu_step(s, 0);
     assert_int_equal(dup2(saved, 0), 0);
