@@ -29,17 +29,20 @@
 #include "evloop.h"
 #include "fuzz_common.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -1048,12 +1051,35 @@ static void remove_dir(void)
     (void)rmdir(X.dir);
 }
 
+/* The directories of fuzz_loop processes that ended without their atexit
+ * (a failed check aborts): /tmp/evl-fuzz-<pid> whose process is gone. */
+static void remove_stale_dirs(void)
+{
+    DIR *d = opendir("/tmp");
+    if (!d)
+        return;
+    for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+        int pid;
+        char rest;
+        if (sscanf(e->d_name, "evl-fuzz-%d%c", &pid, &rest) != 1 || pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char p[96];
+        static const char *const names[] = {"l", "dead", ""};
+        for (int i = 0; i < 3; i++) {
+            (void)snprintf(p, sizeof p, "/tmp/%s/%s", e->d_name, names[i]);
+            (void)(i < 2 ? unlink(p) : rmdir(p));
+        }
+    }
+    (void)closedir(d);
+}
+
 static void make_targets(void)
 {
     if (X.lfd >= 0)
         return;
-    (void)snprintf(X.dir, sizeof X.dir, "/tmp/evl-fuzz-XXXXXX");
-    FZ_CHECK(mkdtemp(X.dir) != NULL, "mkdtemp failed: errno %d", errno);
+    remove_stale_dirs();
+    (void)snprintf(X.dir, sizeof X.dir, "/tmp/evl-fuzz-%d", (int)getpid());
+    FZ_CHECK(mkdir(X.dir, 0700) == 0, "mkdir %s failed: errno %d", X.dir, errno);
     (void)snprintf(X.path, sizeof X.path, "%s/l", X.dir);
     (void)snprintf(X.dead, sizeof X.dead, "%s/dead", X.dir);
     (void)snprintf(X.none, sizeof X.none, "%s/none", X.dir);
