@@ -1068,7 +1068,7 @@ static void remove_stale_dirs(void)
         char rest;
         if (sscanf(e->d_name, "evl-fuzz-%d%c", &pid, &rest) != 1 || pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
             continue;
-        char p[96];
+        char p[sizeof "/tmp//dead" + sizeof e->d_name]; /* any d_name fits */
         static const char *const names[] = {"l", "dead", ""};
         for (int i = 0; i < 3; i++) {
             (void)snprintf(p, sizeof p, "/tmp/%s/%s", e->d_name, names[i]);
