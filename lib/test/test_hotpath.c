@@ -1,0 +1,488 @@
+/*
+ * The issue-14 hot path's rare turns: allocation failures on the paths that
+ * now allocate lazily (the extension struct, the interest queue, the tail of
+ * input shown in place), on_eof deferred by evl_release and re-entered from
+ * on_eof, the overrides on connections in every state, the trim timer when
+ * little was released, and evl_free meeting a connection with its own idle
+ * timer. Each test drives its own loop with its own handler (the shared
+ * recording handler of testutil.c has no on_eof or on_wakeup), over a
+ * socketpair whose far end the test plays.
+ *
+ * Allocations fail through the linker's --wrap (tools/coverage/unit-wraps.sh
+ * reads the __wrap_ definitions below): a counter armed right before the one
+ * library call under test fails its next allocation, and nothing else.
+ */
+#include "testutil.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "buf.h"
+
+/* ---- allocation failures, armed one at a time ---------------------------- */
+
+static int fail_calloc, fail_realloc, fail_malloc; /* fail the next call when set */
+static int trims;                                  /* malloc_trim calls */
+
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (fail_calloc) {
+        fail_calloc = 0;
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_calloc(n, size);
+}
+
+void *__real_realloc(void *p, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+void *__wrap_realloc(void *p, size_t size)
+{
+    if (fail_realloc) {
+        fail_realloc = 0;
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_realloc(p, size);
+}
+
+void *__real_malloc(size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_malloc(size_t size)
+{
+    if (fail_malloc) {
+        fail_malloc = 0;
+        errno = ENOMEM;
+        return NULL;
+    }
+    return __real_malloc(size);
+}
+
+int __real_malloc_trim(size_t pad);
+int __wrap_malloc_trim(size_t pad);
+int __wrap_malloc_trim(size_t pad)
+{
+    trims++;
+    return __real_malloc_trim(pad);
+}
+
+/* ---- a small handler of the tests' own ------------------------------------ */
+
+struct hp {
+    evl_loop *l;
+    evl_conn *c;
+    int peer;
+    int reads, eofs, closes;
+    size_t consume;      /* bytes on_read consumes per call (0: none) */
+    int close_reason, close_errno;
+    bool in_release;     /* inside evl_release, called from on_wakeup */
+    bool eof_in_release; /* on_eof ran inside evl_release: it must not */
+    enum { EOF_NOTHING, EOF_CLOSE, EOF_WAKE } eof_does;
+    bool wake_pause_release; /* on_wakeup: evl_read_pause, then evl_release */
+};
+
+static struct hp *hp_of(evl_conn *c) { return evl_udata(c); }
+
+static void hp_read(evl_conn *c)
+{
+    struct hp *h = hp_of(c);
+    size_t len;
+    (void)evl_data(c, &len);
+    h->reads++;
+    evl_consume(c, len < h->consume ? len : h->consume);
+}
+
+static void hp_eof(evl_conn *c)
+{
+    struct hp *h = hp_of(c);
+    h->eofs++;
+    if (h->in_release)
+        h->eof_in_release = true;
+    if (h->eof_does == EOF_CLOSE) {
+        evl_close(c);
+    } else if (h->eof_does == EOF_WAKE) {
+        h->consume = SIZE_MAX; /* the call evl_wake asks for takes the rest */
+        evl_wake(c);
+    }
+}
+
+static void hp_close(evl_conn *c)
+{
+    struct hp *h = hp_of(c);
+    h->closes++;
+    h->close_reason = evl_close_reason(c);
+    h->close_errno = evl_close_errno(c);
+    h->c = NULL;
+}
+
+static void hp_wakeup(evl_loop *l)
+{
+    struct hp *h = evl_loop_udata(l);
+    if (h->wake_pause_release && h->c) {
+        evl_read_pause(h->c);
+        h->in_release = true;
+        evl_release(h->c);
+        h->in_release = false;
+    }
+}
+
+static const evl_handler hp_handler = {
+    .on_read = hp_read, .on_eof = hp_eof, .on_close = hp_close, .on_wakeup = hp_wakeup};
+/* No on_read: input is never taken by the fast path, and all of it stays. */
+static const evl_handler hp_noread = {.on_close = hp_close};
+
+/* A loop (opts may be NULL) with one adopted connection of a socketpair. */
+static void hp_open(struct hp *h, const evl_handler *hd, const evl_options *o)
+{
+    memset(h, 0, sizeof *h);
+    h->l = evl_new(hd, h, o);
+    assert_non_null(h->l);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    h->c = evl_adopt(h->l, sv[0]);
+    assert_non_null(h->c);
+    evl_set_udata(h->c, h);
+    h->peer = sv[1];
+    tu_track_fd(h->peer);
+}
+
+/* Runs the loop until cond or max_ms (then fails). */
+#define HP_RUN_UNTIL(h, cond, max_ms)                                          \
+    do {                                                                       \
+        uint64_t hp_deadline_ = tu_now_ms() + (uint64_t)(max_ms);              \
+        while (!(cond)) {                                                      \
+            if (tu_now_ms() > hp_deadline_)                                    \
+                TU_FAIL("not true after %d ms: %s", (int)(max_ms), #cond);    \
+            assert_true(evl_run_once((h)->l, 10) >= 0);                        \
+        }                                                                      \
+    } while (0)
+
+static void hp_done(struct hp *h)
+{
+    evl_free(h->l);
+    tu_close_fd(h->peer);
+}
+
+/* ---- allocation failures ------------------------------------------------- */
+
+/* The extension struct is allocated on an override's first use: a failure
+ * is reported (ENOMEM) and leaves the connection as it was; the next try
+ * succeeds. */
+static void test_override_without_memory_fails_cleanly(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    fail_calloc = 1;
+    errno = 0;
+    assert_int_equal(evl_set_wbuf_max(h.c, 4u << 20), -1);
+    assert_int_equal(errno, ENOMEM);
+    fail_calloc = 1;
+    errno = 0;
+    assert_int_equal(evl_set_idle_timeout(h.c, 60000), -1);
+    assert_int_equal(errno, ENOMEM);
+    assert_int_equal(evl_set_wbuf_max(h.c, 4u << 20), 0);
+    assert_int_equal(evl_set_idle_timeout(h.c, 60000), 0);
+    hp_done(&h);
+    assert_int_equal(h.closes, 1);
+}
+
+/* evl_connect with a timeout allocates the extension before the
+ * connection: its failure is ENOMEM, and nothing is left behind (ASan's
+ * leak check, the fd count). */
+static void test_connect_extension_without_memory(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(ls >= 0);
+    tu_track_fd(ls);
+    char path[64];
+    (void)snprintf(path, sizeof path, "/tmp/evl-hotpath-%d.sock", (int)getpid());
+    (void)unlink(path);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(ls, 8), 0);
+    struct evl_stats before;
+    evl_stats(h.l, &before);
+    fail_calloc = 1;
+    errno = 0;
+    assert_null(evl_connect(h.l, path, 0, 1000, &hp_handler, &h));
+    assert_int_equal(errno, ENOMEM);
+    fail_calloc = 0;
+    struct evl_stats after;
+    evl_stats(h.l, &after);
+    assert_int_equal(after.conns, before.conns);
+    (void)unlink(path);
+    tu_close_fd(ls);
+    hp_done(&h);
+}
+
+/* The interest queue grows on first use: when it cannot, the change is
+ * applied at once, so a paused connection is not reported readable. */
+static void test_interest_queue_without_memory_applies_at_once(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = SIZE_MAX;
+    tu_peer_sends(h.peer, "x");
+    fail_realloc = 1; /* the queue's first realloc */
+    evl_read_pause(h.c);
+    assert_int_equal(fail_realloc, 0); /* it was the call that failed */
+    /* Not watched for input any more: nothing to report. */
+    assert_int_equal(evl_run_once(h.l, 0), 0);
+    assert_int_equal(h.reads, 0);
+    evl_read_resume(h.c);
+    HP_RUN_UNTIL(&h, h.reads == 1, 2000);
+    hp_done(&h);
+}
+
+/* Input shown in place and not consumed is copied to the connection's
+ * buffer; when that fails the connection closes as NOMEM, with ENOMEM. */
+static void test_unconsumed_input_without_memory_closes_nomem(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_noread, NULL);
+    tu_peer_sends(h.peer, "hello");
+    assert_true(tu_wait_readable(evl_fd(h.c), 2000));
+    fail_malloc = 1; /* the buffer's region: the only allocation of the step */
+    assert_true(evl_run_once(h.l, 1000) >= 0);
+    fail_malloc = 0;
+    assert_int_equal(h.closes, 1);
+    assert_int_equal(h.close_reason, EVL_CLOSE_NOMEM);
+    assert_int_equal(h.close_errno, ENOMEM);
+    hp_done(&h);
+}
+
+/* A buffer cannot grow past what a size_t can count: ENOMEM, unchanged. */
+static void test_buf_reserve_beyond_size_max(void **state)
+{
+    (void)state;
+    evl__buf b = {0};
+    assert_int_equal(evl__buf_append(&b, "ab", 2), 0);
+    errno = 0;
+    assert_null(evl__buf_reserve(&b, SIZE_MAX - 8));
+    assert_int_equal(errno, ENOMEM);
+    assert_int_equal(evl__buf_len(&b), 2);
+    assert_null(evl__buf_check(&b));
+    evl__buf_free(&b);
+}
+
+/* ---- on_eof ---------------------------------------------------------------- */
+
+/* The peer's EOF arrives while input waits for re-dispatch; a handler then
+ * pauses reading (unlinking it) and releases its hold, all in one
+ * iteration: on_eof is not called from inside evl_release but from the
+ * loop's next pass, once, and the connection then closes as EOF. */
+static void test_eof_after_release_is_reported_from_the_loop(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = 1;
+    h.wake_pause_release = true;
+    evl_hold(h.c);
+    tu_peer_sends(h.peer, "ab");
+    assert_int_equal(shutdown(h.peer, SHUT_WR), 0);
+    assert_true(tu_wait_readable(evl_fd(h.c), 2000));
+    /* 1: "ab" read, "a" consumed, "b" waits for the next iteration. */
+    assert_int_equal(evl_run_once(h.l, 0), 1);
+    assert_int_equal(h.reads, 1);
+    assert_int_equal(h.eofs, 0);
+    /* 2: the EOF is read (input still waits: no on_eof yet); on_wakeup
+     * pauses and releases. */
+    assert_int_equal(evl_wakeup(h.l), 0);
+    assert_true(evl_run_once(h.l, 1000) >= 1);
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000);
+    assert_int_equal(h.eofs, 1);
+    assert_false(h.eof_in_release);
+    assert_int_equal(h.close_reason, EVL_CLOSE_EOF);
+    hp_done(&h);
+}
+
+/* on_eof may close the connection (a plain close, not an EOF close)... */
+static void test_on_eof_may_close(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = SIZE_MAX;
+    h.eof_does = EOF_CLOSE;
+    assert_int_equal(shutdown(h.peer, SHUT_WR), 0);
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000);
+    assert_int_equal(h.eofs, 1);
+    assert_int_equal(h.close_reason, EVL_CLOSE_LOCAL);
+    hp_done(&h);
+}
+
+/* ...or ask for another on_read for the input it left (evl_wake): that call
+ * comes before the close, which then is the EOF's. */
+static void test_on_eof_may_wake_for_the_input_left(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = 0; /* the first on_read leaves "xy" */
+    h.eof_does = EOF_WAKE;
+    tu_peer_sends(h.peer, "xy");
+    assert_int_equal(shutdown(h.peer, SHUT_WR), 0);
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000);
+    assert_int_equal(h.eofs, 1);
+    assert_int_equal(h.reads, 2);
+    assert_int_equal(h.close_reason, EVL_CLOSE_EOF);
+    hp_done(&h);
+}
+
+/* ---- overrides and pauses in every state ----------------------------------- */
+
+static void test_overrides_on_closing_and_killed_connections(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    /* -1 with no override (no extension), and with an extension that has no
+     * idle timer of its own: nothing to undo. */
+    assert_int_equal(evl_set_idle_timeout(h.c, -1), 0);
+    assert_int_equal(evl_set_wbuf_max(h.c, 8u << 20), 0);
+    assert_int_equal(evl_set_idle_timeout(h.c, -1), 0);
+    /* A resume on a killed connection (before its reap) changes nothing. */
+    evl_read_pause(h.c);
+    evl_abort(h.c);
+    evl_read_resume(h.c);
+    errno = 0;
+    assert_int_equal(evl_set_idle_timeout(h.c, 1000), -1);
+    assert_int_equal(errno, EINVAL);
+    assert_true(evl_run_once(h.l, 0) >= 0);
+    assert_int_equal(h.closes, 1);
+    assert_int_equal(h.close_reason, EVL_CLOSE_ABORT);
+    hp_done(&h);
+
+    /* A resume on a closing connection: no on_read for its input. */
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = 0;
+    tu_peer_sends(h.peer, "zz");
+    HP_RUN_UNTIL(&h, h.reads == 1, 2000); /* "zz" stays buffered */
+    evl_read_pause(h.c);
+    evl_close(h.c);
+    evl_read_resume(h.c);
+    int reads = h.reads;
+    assert_int_equal(shutdown(h.peer, SHUT_WR), 0); /* the close ends at our FIN + its EOF */
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000);
+    assert_int_equal(h.reads, reads);
+    hp_done(&h);
+}
+
+/* An idle timeout shorter than the time already idle fires at once (not
+ * after a wrapped-around delay). */
+static void test_own_idle_timeout_already_past(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    uint64_t t0 = tu_now_ms();
+    while (tu_now_ms() < t0 + 30)
+        assert_true(evl_run_once(h.l, 10) >= 0); /* the loop's clock moves on */
+    assert_int_equal(evl_set_idle_timeout(h.c, 5), 0);
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000);
+    assert_true(tu_now_ms() - t0 < 1500);
+    assert_int_equal(h.close_reason, EVL_CLOSE_IDLE);
+    hp_done(&h);
+}
+
+/* evl_free closes what an on_close adopted onto the custom list (its own
+ * idle timer), too: every connection gets its on_close. */
+static int free_adopted_closes;
+static void adopt_close(evl_conn *c) { (void)c; free_adopted_closes++; }
+static const evl_handler adopt_handler = {.on_close = adopt_close};
+static int free_adopt_fd = -1;
+static void close_then_adopt(evl_conn *c)
+{
+    evl_loop *l = evl_loop_of(c);
+    hp_close(c);
+    if (free_adopt_fd >= 0) {
+        evl_conn *n = evl_adopt(l, free_adopt_fd);
+        free_adopt_fd = -1;
+        if (n) {
+            evl_set_handler(n, &adopt_handler);
+            (void)evl_set_idle_timeout(n, 60000);
+        }
+    }
+}
+static const evl_handler adopting_handler = {.on_close = close_then_adopt};
+
+static void test_free_closes_custom_list_adopted_in_on_close(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &adopting_handler, NULL);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    tu_track_fd(sv[1]);
+    free_adopt_fd = sv[0];
+    free_adopted_closes = 0;
+    evl_free(h.l);
+    assert_int_equal(h.closes, 1);
+    assert_int_equal(free_adopted_closes, 1);
+    assert_int_equal(free_adopt_fd, -1);
+    tu_close_fd(h.peer);
+    tu_close_fd(sv[1]);
+}
+
+/* ---- trim ---------------------------------------------------------------- */
+
+/* The trim timer fires after a close that released a small buffer: too
+ * little to be worth a malloc_trim. */
+static void test_trim_skipped_when_little_was_released(void **state)
+{
+    (void)state;
+    evl_options o;
+    evl_options_default(&o);
+    o.trim_ms = 1;
+    struct hp h;
+    hp_open(&h, &hp_handler, &o);
+    h.consume = 0;
+    tu_peer_sends(h.peer, "small");
+    HP_RUN_UNTIL(&h, h.reads == 1, 2000); /* 5 bytes kept: a 4 KiB region */
+    (void)evl__buf_released();            /* count from here */
+    trims = 0;
+    evl_abort(h.c);
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000);
+    uint64_t t0 = tu_now_ms();
+    while (tu_now_ms() < t0 + 50) /* the trim timer (1 ms) fires in here */
+        assert_true(evl_run_once(h.l, 5) >= 0);
+    assert_int_equal(trims, 0);
+    hp_done(&h);
+}
+
+int main(void)
+{
+    tu_init_process();
+    const struct CMUnitTest tests[] = {
+        TU_TEST(test_override_without_memory_fails_cleanly),
+        TU_TEST(test_connect_extension_without_memory),
+        TU_TEST(test_interest_queue_without_memory_applies_at_once),
+        TU_TEST(test_unconsumed_input_without_memory_closes_nomem),
+        TU_TEST(test_buf_reserve_beyond_size_max),
+        TU_TEST(test_eof_after_release_is_reported_from_the_loop),
+        TU_TEST(test_on_eof_may_close),
+        TU_TEST(test_on_eof_may_wake_for_the_input_left),
+        TU_TEST(test_overrides_on_closing_and_killed_connections),
+        TU_TEST(test_own_idle_timeout_already_past),
+        TU_TEST(test_free_closes_custom_list_adopted_in_on_close),
+        TU_TEST(test_trim_skipped_when_little_was_released),
+    };
+    return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
+}
