@@ -65,6 +65,20 @@ void *__wrap_malloc(size_t size)
     return __real_malloc(size);
 }
 
+/* The next send_errs sends fail with send_err (EINTR, EAGAIN). */
+static int send_errs, send_err;
+ssize_t __real_send(int fd, const void *p, size_t n, int flags);
+ssize_t __wrap_send(int fd, const void *p, size_t n, int flags);
+ssize_t __wrap_send(int fd, const void *p, size_t n, int flags)
+{
+    if (send_errs > 0) {
+        send_errs--;
+        errno = send_err;
+        return -1;
+    }
+    return __real_send(fd, p, n, flags);
+}
+
 int __real_malloc_trim(size_t pad);
 int __wrap_malloc_trim(size_t pad);
 int __wrap_malloc_trim(size_t pad)
@@ -441,6 +455,130 @@ static void test_free_closes_custom_list_adopted_in_on_close(void **state)
     tu_close_fd(sv[1]);
 }
 
+/* ---- what only the conformance suite's timing reached ---------------------- */
+
+/* A signal that interrupts evl_write's direct send (the conformance suite's
+ * signal storm reached this only when a signal landed mid-send): the write
+ * is retried, first by evl_write's slow path and then by send_now's own
+ * EINTR loop, and the bytes arrive once, in order. */
+static void test_write_interrupted_by_a_signal_is_retried(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = SIZE_MAX;
+    send_err = EINTR;
+    send_errs = 2; /* evl_write's send, then send_now's first try */
+    assert_int_equal(evl_write(h.c, "hello", 5), 0);
+    assert_int_equal(send_errs, 0);
+    assert_int_equal(evl_pending(h.c), 0); /* sent by the third try */
+    char buf[16];
+    ssize_t n = tu_peer_read(h.peer, buf, sizeof buf);
+    assert_int_equal(n, 5);
+    assert_memory_equal(buf, "hello", 5);
+    hp_done(&h);
+}
+
+/* Input waiting for re-dispatch that was consumed from outside on_read (a
+ * timer, another connection's callback) is not shown again as an empty
+ * on_read. Conformance reached this only when a STATS or timer command
+ * happened to land between the two. */
+static void test_redispatch_of_input_consumed_meanwhile(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = 1;
+    tu_peer_sends(h.peer, "ab");
+    assert_true(tu_wait_readable(evl_fd(h.c), 2000));
+    assert_int_equal(evl_run_once(h.l, 0), 1); /* "a" consumed, "b" waits */
+    assert_int_equal(h.reads, 1);
+    evl_consume(h.c, 1); /* from outside: nothing left */
+    size_t len = 1;
+    (void)evl_data(h.c, &len);
+    assert_int_equal(len, 0);
+    for (int i = 0; i < 3; i++)
+        assert_true(evl_run_once(h.l, 0) >= 0);
+    assert_int_equal(h.reads, 1); /* no call for no input */
+    hp_done(&h);
+}
+
+/* More connections change interest in one iteration than the queue's first
+ * allocation holds (64): it grows, and every change is applied. */
+static void test_interest_queue_grows_past_its_first_size(void **state)
+{
+    (void)state;
+    enum { N = 80 };
+    evl_loop *l = evl_new(&hp_handler, NULL, NULL);
+    assert_non_null(l);
+    struct hp hs[N];
+    for (int i = 0; i < N; i++) {
+        memset(&hs[i], 0, sizeof hs[i]);
+        hs[i].l = l;
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        hs[i].c = evl_adopt(l, sv[0]);
+        assert_non_null(hs[i].c);
+        evl_set_udata(hs[i].c, &hs[i]);
+        hs[i].peer = sv[1];
+        tu_track_fd(sv[1]);
+        hs[i].consume = SIZE_MAX;
+        tu_peer_sends(sv[1], "x");
+    }
+    for (int i = 0; i < N; i++)
+        evl_read_pause(hs[i].c); /* N queued changes: no longer readable */
+    assert_int_equal(evl_run_once(l, 0), 0);
+    for (int i = 0; i < N; i++)
+        evl_read_resume(hs[i].c);
+    uint64_t t0 = tu_now_ms();
+    int reads = 0;
+    while (reads < N && tu_now_ms() < t0 + 2000) {
+        assert_true(evl_run_once(l, 10) >= 0);
+        reads = 0;
+        for (int i = 0; i < N; i++)
+            reads += hs[i].reads;
+    }
+    assert_int_equal(reads, N);
+    evl_free(l);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(hs[i].closes, 1);
+        tu_close_fd(hs[i].peer);
+    }
+}
+
+/* EPOLLOUT came, yet the socket takes nothing (EAGAIN at once: the
+ * conformance suite's many writers made this common, the unit tests never):
+ * nothing is spent, the output stays queued and goes out later, intact. */
+static void test_flush_that_sends_nothing_keeps_the_output(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    tu_set_sndbuf(evl_fd(h.c), 4096);
+    enum { SIZE = 256 * 1024 };
+    static char big[SIZE];
+    tu_pattern(big, SIZE, 0, 3);
+    assert_int_equal(evl_write(h.c, big, SIZE), 0);
+    assert_true(evl_pending(h.c) > 0);
+    tu_dbuf got = {0};
+    assert_false(tu_peer_drain(h.peer, &got)); /* room again: EPOLLOUT is due */
+    send_err = EAGAIN;
+    send_errs = 1;
+    size_t before = evl_pending(h.c);
+    assert_int_equal(evl_run_once(h.l, 1000), 1);
+    assert_int_equal(send_errs, 0);             /* the flush tried... */
+    assert_int_equal(evl_pending(h.c), before); /* ...and sent nothing */
+    uint64_t t0 = tu_now_ms();
+    while (got.len < SIZE && tu_now_ms() < t0 + 5000) {
+        assert_true(evl_run_once(h.l, 5) >= 0);
+        assert_false(tu_peer_drain(h.peer, &got));
+    }
+    assert_int_equal(got.len, SIZE);
+    assert_int_equal(tu_pattern_mismatch(got.p, SIZE, 0, 3), -1);
+    tu_dbuf_free(&got);
+    hp_done(&h);
+}
+
 /* ---- trim ---------------------------------------------------------------- */
 
 /* The trim timer fires after a close that released a small buffer: too
@@ -483,6 +621,10 @@ int main(void)
         TU_TEST(test_own_idle_timeout_already_past),
         TU_TEST(test_free_closes_custom_list_adopted_in_on_close),
         TU_TEST(test_trim_skipped_when_little_was_released),
+        TU_TEST(test_write_interrupted_by_a_signal_is_retried),
+        TU_TEST(test_redispatch_of_input_consumed_meanwhile),
+        TU_TEST(test_interest_queue_grows_past_its_first_size),
+        TU_TEST(test_flush_that_sends_nothing_keeps_the_output),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
