@@ -92,13 +92,13 @@ int __wrap_malloc_trim(size_t pad)
 struct hp {
     evl_loop *l;
     evl_conn *c;
+    size_t consume;      /* bytes on_read consumes per call (0: none) */
     int peer;
     int reads, eofs, closes;
-    size_t consume;      /* bytes on_read consumes per call (0: none) */
     int close_reason, close_errno;
+    enum { EOF_NOTHING, EOF_CLOSE, EOF_WAKE } eof_does;
     bool in_release;     /* inside evl_release, called from on_wakeup */
     bool eof_in_release; /* on_eof ran inside evl_release: it must not */
-    enum { EOF_NOTHING, EOF_CLOSE, EOF_WAKE } eof_does;
     bool wake_pause_release; /* on_wakeup: evl_read_pause, then evl_release */
 };
 
