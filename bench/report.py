@@ -88,10 +88,41 @@ def judge(row_id, better, meds, r_best, r_raw, r_ref):
     return ("met" if r_ref >= 1.0 else "MISSED") + " (>=1.0x)"
 
 
+def annotate(cg):
+    """{function: Ir} from callgrind_annotate (exclusive counts)."""
+    import re
+    import subprocess
+    out = subprocess.run(["callgrind_annotate", "--inclusive=no", "--threshold=100", cg],
+                         capture_output=True, text=True, check=True).stdout
+    fns = {}
+    for line in out.splitlines():
+        m = re.match(r"^\s*([\d,]+) \([ \d.]+%\)\s+(\S+)", line)
+        if m and ":" in m.group(2):
+            name = m.group(2).split(":", 1)[1]
+            fns[name] = fns.get(name, 0) + int(m.group(1).replace(",", ""))
+    return fns
+
+
+def profile_table(cg0, cgn, n):
+    """evloop's instructions per message by function: (Ir(N) - Ir(0)) / N,
+    the functions that cost at least 1 Ir per message."""
+    n = int(n)
+    base, full = annotate(cg0), annotate(cgn)
+    rows = sorted(((name, (full[name] - base.get(name, 0)) / n) for name in full),
+                  key=lambda r: -r[1])
+    md = ["", "### evloop's instructions per message, by function", "",
+          "Exclusive counts (inlined code counts in its caller: the loop's hot path is "
+          "inlined into `evl_run`).", "", "| function | Ir / msg |", "|---|--:|"]
+    md += [f"| `{name}` | {per:.1f} |" for name, per in rows if per >= 1.0]
+    return md
+
+
 def main():
     ap = argparse.ArgumentParser()
     for a in ("--results", "--meta", "--instr", "--md", "--json", "--dat"):
         ap.add_argument(a, required=a != "--instr")
+    ap.add_argument("--profile", nargs=3, metavar=("CG_0", "CG_N", "N"),
+                    help="evloop's two callgrind files and N: a per-function table")
     args = ap.parse_args()
 
     runs = {}
@@ -187,6 +218,8 @@ def main():
             per = (i["ir_n_msgs"] - i["ir_0_msgs"]) / i["msgs"]
             md.append(f"| {i['server']} | {i['ir_0_msgs']:,} | {i['ir_n_msgs']:,} | "
                       f"{i['msgs']:,} | {per:,.1f} |")
+    if args.profile:
+        md += profile_table(*args.profile)
     md += ["", "Chart: bench.png (each server relative to the best peer on the row, "
            "higher is better; for ↓ rows the inverse)."]
     with open(args.md, "w") as f:

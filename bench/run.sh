@@ -333,7 +333,10 @@ cat >"$WORK/meta.json" <<EOF
  "durations": {"pingpong_s": $DUR, "warmup_s": $WARM, "idle_conns": $IDLE_CONNS,
    "callgrind_msgs": $CG_MSGS, "redis_n": [$RB_N1, $RB_N16], "wrk_s": $WRK_DUR}}
 EOF
-"$PYTHON" bench/report.py --results "$RESULTS" --meta "$WORK/meta.json" --instr "$WORK/instr.tsv" \
+PROFILE=()
+[ -s "$WORK/instr.evloop.0.cg" ] && [ -s "$WORK/instr.evloop.$CG_MSGS.cg" ] &&
+  PROFILE=(--profile "$WORK/instr.evloop.0.cg" "$WORK/instr.evloop.$CG_MSGS.cg" "$CG_MSGS")
+"$PYTHON" bench/report.py --results "$RESULTS" --meta "$WORK/meta.json" --instr "$WORK/instr.tsv" "${PROFILE[@]}" \
   --md "$REPORTS/bench.md" --json "$REPORTS/bench.json" --dat "$WORK/chart.dat" || exit 1
 if command -v gnuplot >/dev/null; then
   gnuplot -e "dat='$WORK/chart.dat'; out='$REPORTS/bench.png'" bench/chart.gp 2>"$WORK/gnuplot.err" ||

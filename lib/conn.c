@@ -205,8 +205,9 @@ void evl__conn_reap(evl_conn *c)
         (void)setsockopt(c->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     (void)close(c->io.fd);
-    if (c->rbuf.m || c->wbuf.m)
-        evl__trim_soon(l);
+    /* Every close: its buffers may have gone back earlier (a reset frees
+     * the output at once), and the timer trims only when enough did. */
+    evl__trim_soon(l);
     evl__buf_free(&c->rbuf);
     evl__buf_free(&c->wbuf);
     free(c->x);
@@ -486,14 +487,23 @@ static size_t budget_left(const evl_conn *c)
     const evl_loop *l = c->loop;
     size_t spent = c->mark == (uint16_t)l->iter ? c->sent_now : 0;
     size_t mine = l->quantum - spent; /* sent_now <= quantum, always */
-    return mine < l->budget_left ? mine : l->budget_left;
+    size_t loop_left = l->budget_left;
+    /* The budget bounds bulk: every connection may still send its first
+     * EVL__WRITE_FLOOR bytes of the iteration (a reply, a PONG), or the ones
+     * epoll happens to list after the bulk writers would wait for as long as
+     * the bulk lasts. Bounded all the same: a connection is served a few
+     * times per iteration at most (its events, a re-dispatch). */
+    if (spent < EVL__WRITE_FLOOR && loop_left < EVL__WRITE_FLOOR - spent)
+        loop_left = EVL__WRITE_FLOOR - spent;
+    return mine < loop_left ? mine : loop_left;
 }
 
 static void spend(evl_conn *c, size_t n)
 {
+    evl_loop *l = c->loop;
     evl__mark_now(c);
     c->sent_now += (uint32_t)n; /* n <= quantum - sent_now <= UINT32_MAX */
-    c->loop->budget_left -= n;  /* n <= budget_left */
+    l->budget_left -= n < l->budget_left ? n : l->budget_left; /* the floor may pass it */
 }
 
 /* A send failed for good: the connection is aborted. */

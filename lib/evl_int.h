@@ -17,6 +17,8 @@
 #define EVL__ACCEPT_PAUSE_MS 100           /* after EMFILE: retry this late */
 #define EVL__OWN_TIMERS      5             /* tick, accept, idle, close, trim */
 #define EVL__TRIM_MIN        ((size_t)256 << 10) /* released before a malloc_trim */
+#define EVL__WRITE_FLOOR     ((size_t)4096) /* sent per connection per iteration
+                                               whatever is left of write_budget */
 
 /* An intrusive doubly linked list; a head is a link pointing at itself. */
 typedef struct evl__link {

@@ -31,7 +31,7 @@
  * something is added (structs grow only at their end: docs/ABI.md); PATCH
  * for fixes. MINOR and PATCH stay below 100. */
 #define EVL_VERSION_MAJOR 1
-#define EVL_VERSION_MINOR 0
+#define EVL_VERSION_MINOR 1
 #define EVL_VERSION_PATCH 0
 #define EVL_VERSION_NUMBER \
     (EVL_VERSION_MAJOR * 10000 + EVL_VERSION_MINOR * 100 + EVL_VERSION_PATCH)
@@ -176,21 +176,27 @@ typedef struct evl_options {
                                cannot hold the loop). Once spent, evl_write
                                queues. Default 256 KiB. */
     int max_events;         /* epoll_wait batch size. Default 256. */
-    /* Fields below were added after 0.1; the struct grows only here. */
+    /* Added in 1.1 (docs/ABI.md: the struct grows only here). */
     size_t write_budget;    /* max bytes sent per loop iteration, all
                                connections together (EPOLLOUT flushes and
                                direct sends). Once spent, writes queue and
                                flushes wait for the next iteration, so no
                                iteration holds the loop for long and a probe
                                beside a thousand writers is answered within
-                               milliseconds (docs/DESIGN.md, "Fairness").
+                               milliseconds (docs/DESIGN.md §7). Every
+                               connection may still send its first 4 KiB
+                               of an iteration (a reply), so the ones epoll
+                               lists after the bulk writers are not starved.
                                Default 1 MiB; must be > 0. */
     int sndbuf;             /* SO_SNDBUF of accepted and connected sockets, in
-                               bytes: bounds the kernel memory a peer that
-                               does not read can pin. 0 = the kernel's
-                               (autotuned, up to tcp_wmem's max, 4 MiB).
-                               Default 0 here; see docs/DESIGN.md for the
-                               measurement behind the value servers use. */
+                               bytes (Linux doubles it): bounds the kernel
+                               memory a peer that does not read can pin.
+                               0 = the kernel's (autotuned up to tcp_wmem's
+                               max, 4 MiB: 2000 slow readers then pinned
+                               0.9 GB and pushed the host past tcp_mem).
+                               Default 64 KiB, from measurement
+                               (docs/DESIGN.md §7); a server streaming bulk
+                               data over long round trips wants more, or 0. */
     int trim_ms;            /* give memory back: this long after buffers
                                released at least 256 KiB, ask malloc to
                                return its free pages to the system

@@ -48,7 +48,7 @@ void evl_options_default_sized(evl_options *o, size_t osize)
         .write_quantum = 256u << 10,
         .max_events = 256,
         .write_budget = 1u << 20,
-        .sndbuf = 0,
+        .sndbuf = 64 << 10,
         .trim_ms = 1000,
     };
     memcpy(o, &d, known(osize, sizeof d));

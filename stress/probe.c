@@ -6,6 +6,54 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The round trip ends when the reply reached this host, as the kernel
+ * stamped it (SO_TIMESTAMPNS), not when this loop got round to reading it:
+ * the load this same loop drives (300 readers checking every byte) would
+ * otherwise add its own iterations to the server's latency. Without a
+ * stamp, the loop's time. */
+static uint64_t round_trip_us(const struct probe *p)
+{
+    if (p->rx_rt && p->sent_rt && p->rx_rt >= p->sent_rt)
+        return (p->rx_rt - p->sent_rt) / 1000u;
+    return p->s.drv->now - p->sent;
+}
+
+/* sock_read, and the arrival stamp of what it read. */
+static ssize_t probe_read(struct probe *p, void *buf, size_t n)
+{
+    struct iovec iov = {buf, n};
+    union {
+        char b[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                       .msg_controllen = sizeof ctl.b};
+    ssize_t r = recvmsg(p->s.ep.fd, &m, 0);
+    if (r < 0) {
+        if (errno != EAGAIN && errno != EINTR && !p->s.err)
+            p->s.err = errno;
+        if (errno == EINTR)
+            errno = EAGAIN;
+        return r;
+    }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            p->rx_rt = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+        }
+    return r;
+}
 
 /* One PING is in flight at a time, so while the server stalls for a second
  * the probe takes one sample, not the 200 it would have taken at a 5 ms
@@ -73,7 +121,7 @@ static void probe_http(struct probe *p)
             return;
         }
         p->outstanding = false;
-        probe_sample(p, p->s.drv->now - p->sent, p->s.drv->now);
+        probe_sample(p, round_trip_us(p), p->s.drv->now);
         memmove(p->lb.buf, p->lb.buf + len, p->lb.len - (size_t)len);
         p->lb.len -= (size_t)len;
     }
@@ -91,7 +139,7 @@ static void probe_event(struct ep *e, uint32_t events)
     }
     if (!(events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
         return;
-    ssize_t r = sock_read(&p->s, p->lb.buf + p->lb.len, LINE_CAP - p->lb.len);
+    ssize_t r = probe_read(p, p->lb.buf + p->lb.len, LINE_CAP - p->lb.len);
     if (r == 0 || (r < 0 && errno != EAGAIN)) {
         snprintf(p->err, sizeof p->err, "probe connection: %s",
                  r == 0 ? "closed by the server" : strerror(errno));
@@ -116,7 +164,7 @@ static void probe_event(struct ep *e, uint32_t events)
             return;
         }
         p->outstanding = false;
-        probe_sample(p, p->s.drv->now - p->sent, p->s.drv->now);
+        probe_sample(p, round_trip_us(p), p->s.drv->now);
     }
     line_compact(&p->lb, pos);
     if (p->lb.len == LINE_CAP) {
@@ -136,6 +184,8 @@ int probe_start(struct probe *p, struct driver *d, const struct target *t, int i
     p->t0 = p->next = now_us();
     if (sock_connect(&p->s, d, t, 0, true, probe_event) < 0)
         return -1;
+    int one = 1; /* best effort: without it, round_trip_us uses the loop's time */
+    (void)setsockopt(p->s.ep.fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
     sock_want_read(&p->s, true);
     return 0;
 }
@@ -145,6 +195,8 @@ void probe_tick(struct probe *p, uint64_t now)
     if (!sock_open(&p->s) || p->s.connecting || p->outstanding || now < p->next)
         return;
     p->sent = now_us();
+    p->sent_rt = realtime_ns();
+    p->rx_rt = 0;
     p->outstanding = true;
     /* the next PING leaves one interval after this one, not after its reply:
      * a slow reply delays the next, it does not hide several */

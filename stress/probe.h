@@ -17,6 +17,9 @@ struct probe {
     bool outstanding;
     bool http; /* GET / and an HTTP/1.1 response instead of PING/PONG */
     uint64_t sent, next, interval, t0;
+    uint64_t sent_rt;  /* CLOCK_REALTIME ns of the request's send */
+    uint64_t rx_rt;    /* the kernel's arrival time of the last bytes read
+                        * (SO_TIMESTAMPNS, CLOCK_REALTIME ns), 0 if none */
     struct hist h;    /* the round trips measured */
     struct hist hc;   /* the same, corrected for coordinated omission: what
                        * the percentiles are taken from (see probe.c) */

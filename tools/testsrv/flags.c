@@ -17,7 +17,8 @@ static const char usage_text[] =
     "                   [--rbuf-max B] [--wbuf-high B]\n"
     "                   [--wbuf-low B] [--wbuf-max B] [--idle-timeout MS]\n"
     "                   [--tick-ms MS] [--close-timeout MS] [--max-conns N]\n"
-    "                   [--sndbuf B] [--fifo PATH] [--help]\n"
+    "                   [--sndbuf B] [--write-budget B] [--trim-ms MS]\n"
+    "                   [--fifo PATH] [--help]\n"
     "  --listen HOST:PORT  listen there ([::1]:PORT for IPv6)\n"
     "  --port N            listen on 127.0.0.1:N (default 0: a free port)\n"
     "  --unix PATH         listen on a unix stream socket\n"
@@ -33,7 +34,9 @@ static const char usage_text[] =
     "  --tick-ms MS        timer period (5000; 0 = none)\n"
     "  --close-timeout MS  graceful close gives up after this long (5000)\n"
     "  --max-conns N       refuse connections beyond N (0 = no cap)\n"
-    "  --sndbuf B          SO_SNDBUF of accepted sockets (0 = the kernel's)\n"
+    "  --sndbuf B          SO_SNDBUF of accepted sockets (evl_options.sndbuf; 0 = the kernel's)\n"
+    "  --write-budget B    bytes sent per loop iteration, all connections (1M)\n"
+    "  --trim-ms MS        give freed memory back this long after a release (1000; 0 = never)\n"
     "  --fifo PATH         broadcast each line written into this FIFO (made if missing)\n"
     "Sizes B are bytes, or with a K, M or G suffix (KiB, MiB, GiB).\n"
     "Prints \"LISTENING <port>\" (or \"LISTENING <path>\") once it listens.\n";
@@ -99,7 +102,7 @@ static int parse_listen(const char *arg, struct flags *f)
 }
 
 enum { O_LISTEN = 256, O_PORT, O_UNIX, O_MODE, O_RBUF_MAX, O_WBUF_HIGH, O_WBUF_LOW,
-       O_WBUF_MAX, O_IDLE, O_TICK, O_CLOSE_TIMEOUT, O_MAX_CONNS, O_SNDBUF, O_FIFO,
+       O_WBUF_MAX, O_IDLE, O_TICK, O_CLOSE_TIMEOUT, O_MAX_CONNS, O_SNDBUF, O_WRITE_BUDGET, O_TRIM, O_FIFO,
        O_UPSTREAM };
 
 static const struct option long_opts[] = {
@@ -116,6 +119,8 @@ static const struct option long_opts[] = {
     {"close-timeout", required_argument, NULL, O_CLOSE_TIMEOUT},
     {"max-conns", required_argument, NULL, O_MAX_CONNS},
     {"sndbuf", required_argument, NULL, O_SNDBUF},
+    {"write-budget", required_argument, NULL, O_WRITE_BUDGET},
+    {"trim-ms", required_argument, NULL, O_TRIM},
     {"fifo", required_argument, NULL, O_FIFO},
     {"upstream", required_argument, NULL, O_UPSTREAM},
     {"help", no_argument, NULL, 'h'},
@@ -219,7 +224,15 @@ static int set_opt(int opt, const char *arg, struct flags *f, int *listeners)
         return rc;
     case O_SNDBUF:
         rc = parse_num(arg, 0, INT_MAX / 2, true, &v);
-        f->srv.sndbuf = (int)v;
+        f->opts.sndbuf = (int)v; /* the library sets it on every accepted socket */
+        return rc;
+    case O_WRITE_BUDGET:
+        rc = parse_num(arg, 1, SIZE_MAX, true, &v);
+        f->opts.write_budget = (size_t)v;
+        return rc;
+    case O_TRIM:
+        rc = parse_num(arg, 0, INT_MAX, false, &v);
+        f->opts.trim_ms = (int)v;
         return rc;
     case O_FIFO:
         f->srv.fifo_path = arg;

@@ -236,11 +236,6 @@ static void on_drain(evl_conn *c)
 static bool on_accept(evl_conn *c)
 {
     struct srv *s = srv_of(c);
-    if (s->cfg.sndbuf > 0) {
-        /* Best effort: a small buffer makes a stalled reader reach the
-         * server's own buffers at once instead of after ~4 MB. */
-        (void)setsockopt(evl_fd(c), SOL_SOCKET, SO_SNDBUF, &s->cfg.sndbuf, sizeof s->cfg.sndbuf);
-    }
     if (s->cfg.mode == SRV_MODE_ECHO)
         return true; /* no commands, no per-connection state (udata NULL) */
     if (s->cfg.mode == SRV_MODE_PROXY)

@@ -11,7 +11,6 @@ enum srv_mode { SRV_MODE_CMD, SRV_MODE_ECHO, SRV_MODE_RESP, SRV_MODE_HTTP, SRV_M
 
 struct srv_config {
     enum srv_mode mode;
-    int sndbuf;            /* SO_SNDBUF for accepted sockets; 0 = leave it */
     const char *fifo_path; /* lines written here are broadcast; NULL = none */
     char upstream[108];    /* --mode proxy: numeric address or unix path */
     int upstream_port;
