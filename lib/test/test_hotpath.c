@@ -579,6 +579,71 @@ static void test_flush_that_sends_nothing_keeps_the_output(void **state)
     hp_done(&h);
 }
 
+/* A write from on_connect larger than write_quantum: the direct send takes
+ * a quantum, the rest waits, and the connect's own EPOLLOUT, which found
+ * the quantum spent, leaves it for the next iteration instead of sending
+ * more. Everything arrives, in order. (sndbuf 0: the kernel's default.) */
+enum { CONNECT_WRITE = 3 * 4096 };
+static char connect_data[CONNECT_WRITE];
+static size_t connect_pending_after_write;
+static void write_on_connect(evl_conn *c, int err)
+{
+    if (err == 0 && evl_write(c, connect_data, sizeof connect_data) == 0)
+        connect_pending_after_write = evl_pending(c);
+}
+static const evl_handler connect_handler = {.on_connect = write_on_connect, .on_close = hp_close};
+
+static void test_write_from_on_connect_beyond_the_quantum(void **state)
+{
+    (void)state;
+    evl_options o;
+    evl_options_default(&o);
+    o.write_quantum = 4096;
+    o.sndbuf = 0;
+    struct hp h;
+    memset(&h, 0, sizeof h);
+    h.l = evl_new(&connect_handler, &h, &o);
+    assert_non_null(h.l);
+    int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(ls >= 0);
+    tu_track_fd(ls);
+    char path[64];
+    (void)snprintf(path, sizeof path, "/tmp/evl-hotpath-q-%d.sock", (int)getpid());
+    (void)unlink(path);
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    assert_int_equal(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(ls, 8), 0);
+    tu_pattern(connect_data, sizeof connect_data, 0, 5);
+    connect_pending_after_write = 0;
+    h.c = evl_connect(h.l, path, 0, 0, NULL, &h);
+    assert_non_null(h.c);
+    assert_true(tu_wait_readable(ls, 2000));
+    int peer = accept4(ls, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    assert_true(peer >= 0);
+    tu_track_fd(peer);
+    /* The connect's EPOLLOUT: on_connect writes 12 KiB, 4 KiB go at once. */
+    assert_int_equal(evl_run_once(h.l, 1000), 1);
+    assert_int_equal(connect_pending_after_write, sizeof connect_data - 4096);
+    assert_int_equal(evl_pending(h.c), sizeof connect_data - 4096); /* no more this time */
+    tu_dbuf got = {0};
+    uint64_t t0 = tu_now_ms();
+    while (got.len < sizeof connect_data && tu_now_ms() < t0 + 5000) {
+        assert_true(evl_run_once(h.l, 5) >= 0);
+        assert_false(tu_peer_drain(peer, &got));
+    }
+    assert_int_equal(got.len, sizeof connect_data);
+    assert_int_equal(tu_pattern_mismatch(got.p, got.len, 0, 5), -1);
+    tu_dbuf_free(&got);
+    evl_free(h.l);
+    assert_int_equal(h.closes, 1);
+    (void)unlink(path);
+    tu_close_fd(peer);
+    tu_close_fd(ls);
+}
+
 /* ---- trim ---------------------------------------------------------------- */
 
 /* The trim timer fires after a close that released a small buffer: too
@@ -625,6 +690,7 @@ int main(void)
         TU_TEST(test_redispatch_of_input_consumed_meanwhile),
         TU_TEST(test_interest_queue_grows_past_its_first_size),
         TU_TEST(test_flush_that_sends_nothing_keeps_the_output),
+        TU_TEST(test_write_from_on_connect_beyond_the_quantum),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
