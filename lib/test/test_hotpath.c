@@ -644,6 +644,48 @@ static void test_write_from_on_connect_beyond_the_quantum(void **state)
     tu_close_fd(ls);
 }
 
+/* Progress on the fast path keeps each connection on its own clock: one
+ * with an override but the loop's idle timeout (an extension, no timer of
+ * its own) idles out with the loop's sweep; one with its own idle timeout
+ * stays off the loop's list, so the sweep never closes it. */
+static void test_fast_path_progress_keeps_each_idle_clock(void **state)
+{
+    (void)state;
+    evl_options o;
+    evl_options_default(&o);
+    o.idle_timeout_ms = 100;
+    struct hp a, b;
+    hp_open(&a, &hp_handler, &o);
+    a.consume = SIZE_MAX;
+    assert_int_equal(evl_set_wbuf_max(a.c, 8u << 20), 0); /* an extension, no timer */
+    memset(&b, 0, sizeof b);
+    b.l = a.l;
+    b.consume = SIZE_MAX;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    b.c = evl_adopt(a.l, sv[0]);
+    assert_non_null(b.c);
+    evl_set_udata(b.c, &b);
+    b.peer = sv[1];
+    tu_track_fd(b.peer);
+    assert_int_equal(evl_set_idle_timeout(b.c, 60000), 0);
+    uint64_t t0 = tu_now_ms();
+    while (tu_now_ms() < t0 + 20) /* the loop's clock moves past the stamps */
+        assert_true(evl_run_once(a.l, 5) >= 0);
+    tu_peer_sends(a.peer, "x");
+    tu_peer_sends(b.peer, "y");
+    HP_RUN_UNTIL(&a, a.reads == 1 && b.reads == 1, 2000);
+    HP_RUN_UNTIL(&a, a.closes == 1, 2000); /* the loop's sweep */
+    assert_int_equal(a.close_reason, EVL_CLOSE_IDLE);
+    t0 = tu_now_ms();
+    while (tu_now_ms() < t0 + 300)
+        assert_true(evl_run_once(a.l, 10) >= 0);
+    assert_int_equal(b.closes, 0); /* its own 60 s clock */
+    hp_done(&a);
+    assert_int_equal(b.closes, 1);
+    tu_close_fd(b.peer);
+}
+
 /* ---- trim ---------------------------------------------------------------- */
 
 /* The trim timer fires after a close that released a small buffer: too
@@ -691,6 +733,7 @@ int main(void)
         TU_TEST(test_interest_queue_grows_past_its_first_size),
         TU_TEST(test_flush_that_sends_nothing_keeps_the_output),
         TU_TEST(test_write_from_on_connect_beyond_the_quantum),
+        TU_TEST(test_fast_path_progress_keeps_each_idle_clock),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
