@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <malloc.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -686,6 +687,41 @@ static void test_fast_path_progress_keeps_each_idle_clock(void **state)
     tu_close_fd(b.peer);
 }
 
+/* SIGTERM during evl_run is read from the signalfd and stops the loop (the
+ * conformance suite's server stops reached this only in a child process). */
+static void raise_term(evl_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+    (void)raise(SIGTERM); /* blocked by evl_run: pending, seen by its signalfd */
+}
+
+static void stop_anyway(evl_timer *t, void *arg)
+{
+    (void)t;
+    evl_stop(arg); /* the signal did not stop it: end the run, fail below */
+}
+
+static void test_sigterm_stops_evl_run(void **state)
+{
+    (void)state;
+    evl_loop *l = evl_new(&hp_handler, NULL, NULL);
+    assert_non_null(l);
+    evl_timer *t = evl_timer_new(l, raise_term, NULL);
+    evl_timer *fallback = evl_timer_new(l, stop_anyway, l);
+    assert_non_null(t);
+    assert_non_null(fallback);
+    assert_int_equal(evl_timer_start(t, 10, 0), 0);
+    assert_int_equal(evl_timer_start(fallback, 4000, 0), 0);
+    uint64_t t0 = tu_now_ms();
+    assert_int_equal(evl_run(l, -1), 0);
+    uint64_t took = tu_now_ms() - t0;
+    evl_timer_free(t);
+    evl_timer_free(fallback);
+    evl_free(l);
+    assert_true(took < 3000); /* stopped by the signal, not by the fallback */
+}
+
 /* ---- trim ---------------------------------------------------------------- */
 
 /* The trim timer fires after a close that released a small buffer: too
@@ -734,6 +770,7 @@ int main(void)
         TU_TEST(test_flush_that_sends_nothing_keeps_the_output),
         TU_TEST(test_write_from_on_connect_beyond_the_quantum),
         TU_TEST(test_fast_path_progress_keeps_each_idle_clock),
+        TU_TEST(test_sigterm_stops_evl_run),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
