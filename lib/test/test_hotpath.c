@@ -722,6 +722,29 @@ static void test_sigterm_stops_evl_run(void **state)
     assert_true(took < 3000); /* stopped by the signal, not by the fallback */
 }
 
+/* One on_read per connection per iteration (fairness), on the buffered
+ * path too: new data for a connection whose input waits for re-dispatch is
+ * delivered by its event, and the re-dispatch pass of the same iteration
+ * leaves it for the next one. */
+static void test_one_on_read_per_iteration_on_the_buffered_path(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = 1;
+    tu_peer_sends(h.peer, "abc");
+    assert_true(tu_wait_readable(evl_fd(h.c), 2000));
+    assert_int_equal(evl_run_once(h.l, 0), 1); /* fast path: "a"; "bc" waits */
+    assert_int_equal(h.reads, 1);
+    tu_peer_sends(h.peer, "d");
+    assert_true(tu_wait_readable(evl_fd(h.c), 2000));
+    assert_int_equal(evl_run_once(h.l, 0), 1); /* read "d" into the buffer: "b" */
+    assert_int_equal(h.reads, 2);              /* not again in this iteration */
+    assert_true(evl_run_once(h.l, 0) >= 0);
+    assert_int_equal(h.reads, 3);
+    hp_done(&h);
+}
+
 /* ---- trim ---------------------------------------------------------------- */
 
 /* The trim timer fires after a close that released a small buffer: too
@@ -771,6 +794,7 @@ int main(void)
         TU_TEST(test_write_from_on_connect_beyond_the_quantum),
         TU_TEST(test_fast_path_progress_keeps_each_idle_clock),
         TU_TEST(test_sigterm_stops_evl_run),
+        TU_TEST(test_one_on_read_per_iteration_on_the_buffered_path),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
