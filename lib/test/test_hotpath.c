@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -745,6 +746,68 @@ static void test_one_on_read_per_iteration_on_the_buffered_path(void **state)
     hp_done(&h);
 }
 
+/* ---- write budget and quantum at their edges ------------------------------- */
+
+/* A loop with one connection whose peer's buffer takes everything sent. */
+static void hp_open_budget(struct hp *h, size_t quantum, size_t budget)
+{
+    evl_options o;
+    evl_options_default(&o);
+    o.write_quantum = quantum;
+    o.write_budget = budget;
+    hp_open(h, &hp_handler, &o);
+    tu_set_sndbuf(evl_fd(h->c), 1 << 20);
+    tu_set_rcvbuf(h->peer, 1 << 20);
+}
+
+static int writev2(evl_conn *c, const char *p, size_t n)
+{
+    struct iovec v[2] = {{.iov_base = (void *)p, .iov_len = n / 2},
+                         {.iov_base = (void *)(p + n / 2), .iov_len = n - n / 2}};
+    return evl_writev(c, v, 2);
+}
+
+/* The iteration's write_budget is what is left of it, less what was sent
+ * (and no less than the per-connection floor of 4 KiB): 1000 bytes, then
+ * 8000 with 5000 of the 6000 left, of which 3000 wait. */
+static void test_write_budget_left_after_a_first_write(void **state)
+{
+    (void)state;
+    static char data[8000];
+    memset(data, 'w', sizeof data);
+    struct hp h;
+    hp_open_budget(&h, 256u << 10, 6000);
+    assert_int_equal(writev2(h.c, data, 1000), 0);
+    assert_int_equal(evl_pending(h.c), 0);
+    assert_int_equal(writev2(h.c, data, 8000), 0);
+    assert_int_equal(evl_pending(h.c), 8000 - 5000);
+    hp_done(&h);
+}
+
+/* write_quantum holds within an iteration whichever path the writes take:
+ * one byte, then a quantum's worth (one byte more than is left of it). */
+static void test_write_quantum_holds_on_the_fast_path(void **state)
+{
+    (void)state;
+    static char data[4096];
+    memset(data, 'q', sizeof data);
+    struct hp h;
+    hp_open_budget(&h, 4096, 1u << 20);
+    assert_true(evl_run_once(h.l, 0) >= 0); /* an iteration this connection has not written in */
+    assert_int_equal(evl_write(h.c, data, 1), 0);
+    assert_int_equal(evl_write(h.c, data, 4096), 0);
+    assert_int_equal(evl_pending(h.c), 1);
+    hp_done(&h);
+
+    /* And twice 3000 in one iteration: the second gets what is left. */
+    hp_open_budget(&h, 4096, 1u << 20);
+    assert_true(evl_run_once(h.l, 0) >= 0);
+    assert_int_equal(evl_write(h.c, data, 3000), 0);
+    assert_int_equal(evl_write(h.c, data, 3000), 0);
+    assert_int_equal(evl_pending(h.c), 3000 - 1096);
+    hp_done(&h);
+}
+
 /* ---- trim ---------------------------------------------------------------- */
 
 /* The trim timer fires after a close that released a small buffer: too
@@ -795,6 +858,8 @@ int main(void)
         TU_TEST(test_fast_path_progress_keeps_each_idle_clock),
         TU_TEST(test_sigterm_stops_evl_run),
         TU_TEST(test_one_on_read_per_iteration_on_the_buffered_path),
+        TU_TEST(test_write_budget_left_after_a_first_write),
+        TU_TEST(test_write_quantum_holds_on_the_fast_path),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
