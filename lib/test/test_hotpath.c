@@ -808,6 +808,38 @@ static void test_write_quantum_holds_on_the_fast_path(void **state)
     hp_done(&h);
 }
 
+/* A direct send the socket took only part of still spends the budget: the
+ * next connection's write in the same iteration gets what is left. */
+static void test_partial_direct_send_spends_the_budget(void **state)
+{
+    (void)state;
+    enum { SIZE = 64 * 1024 };
+    static char data[SIZE];
+    memset(data, 'p', sizeof data);
+    struct hp a, b;
+    hp_open_budget(&a, 256u << 10, SIZE);
+    tu_set_sndbuf(evl_fd(a.c), 4096); /* takes part of 64 KiB */
+    memset(&b, 0, sizeof b);
+    b.l = a.l;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    b.c = evl_adopt(a.l, sv[0]);
+    assert_non_null(b.c);
+    evl_set_udata(b.c, &b);
+    b.peer = sv[1];
+    tu_track_fd(b.peer);
+    tu_set_sndbuf(evl_fd(b.c), 1 << 20);
+    tu_set_rcvbuf(b.peer, 1 << 20);
+    assert_int_equal(evl_write(a.c, data, SIZE), 0);
+    size_t a_sent = SIZE - evl_pending(a.c);
+    assert_true(a_sent > 0 && a_sent < SIZE);
+    assert_int_equal(evl_write(b.c, data, SIZE), 0);
+    assert_int_equal(evl_pending(b.c), a_sent < SIZE - 4096 ? a_sent : SIZE - 4096);
+    hp_done(&a);
+    assert_int_equal(b.closes, 1);
+    tu_close_fd(b.peer);
+}
+
 /* ---- trim ---------------------------------------------------------------- */
 
 /* The trim timer fires after a close that released a small buffer: too
@@ -860,6 +892,7 @@ int main(void)
         TU_TEST(test_one_on_read_per_iteration_on_the_buffered_path),
         TU_TEST(test_write_budget_left_after_a_first_write),
         TU_TEST(test_write_quantum_holds_on_the_fast_path),
+        TU_TEST(test_partial_direct_send_spends_the_budget),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
