@@ -746,6 +746,39 @@ static void test_one_on_read_per_iteration_on_the_buffered_path(void **state)
     hp_done(&h);
 }
 
+/* With trim_ms at its smallest (1 ms), a close that released a large
+ * buffer is followed by a malloc_trim. */
+static void test_trim_after_a_large_release_at_one_ms(void **state)
+{
+    (void)state;
+    evl_options o;
+    evl_options_default(&o);
+    o.trim_ms = 1;
+    struct hp h;
+    hp_open(&h, &hp_handler, &o);
+    h.consume = 0;
+    tu_set_rcvbuf(evl_fd(h.c), 1 << 20);
+    enum { SIZE = 300 * 1024 };
+    static char data[SIZE];
+    memset(data, 'r', sizeof data);
+    size_t off = 0;
+    uint64_t t0 = tu_now_ms();
+    struct evl_stats st;
+    do { /* the peer sends 300 KiB, the handler keeps it all */
+        ssize_t w = off < SIZE ? send(h.peer, data + off, SIZE - off, MSG_DONTWAIT) : 0;
+        if (w > 0)
+            off += (size_t)w;
+        assert_true(evl_run_once(h.l, 5) >= 0);
+        evl_stats(h.l, &st);
+        assert_true(tu_now_ms() < t0 + 5000);
+    } while (st.rbuf_bytes < SIZE);
+    (void)evl__buf_released();
+    trims = 0;
+    evl_abort(h.c);
+    HP_RUN_UNTIL(&h, h.closes == 1 && trims > 0, 2000);
+    hp_done(&h);
+}
+
 /* ---- write budget and quantum at their edges ------------------------------- */
 
 /* A loop with one connection whose peer's buffer takes everything sent. */
@@ -893,6 +926,7 @@ int main(void)
         TU_TEST(test_write_budget_left_after_a_first_write),
         TU_TEST(test_write_quantum_holds_on_the_fast_path),
         TU_TEST(test_partial_direct_send_spends_the_budget),
+        TU_TEST(test_trim_after_a_large_release_at_one_ms),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
