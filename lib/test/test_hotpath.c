@@ -81,6 +81,18 @@ ssize_t __wrap_send(int fd, const void *p, size_t n, int flags)
     return __real_send(fd, p, n, flags);
 }
 
+/* free() of this pointer seen (a connection's memory given back). */
+static const void *watch_free;
+static bool watched_freed;
+void __real_free(void *p);
+void __wrap_free(void *p);
+void __wrap_free(void *p)
+{
+    if (p && p == watch_free)
+        watched_freed = true;
+    __real_free(p);
+}
+
 int __real_malloc_trim(size_t pad);
 int __wrap_malloc_trim(size_t pad);
 int __wrap_malloc_trim(size_t pad)
@@ -779,6 +791,25 @@ static void test_trim_after_a_large_release_at_one_ms(void **state)
     hp_done(&h);
 }
 
+/* A closed connection's memory goes back at the end of the iteration that
+ * reaped it, not at evl_free: a server that runs for months closes
+ * millions. */
+static void test_closed_connection_freed_by_the_next_iteration(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    watch_free = h.c;
+    watched_freed = false;
+    evl_abort(h.c);
+    for (int i = 0; i < 3; i++)
+        assert_true(evl_run_once(h.l, 0) >= 0);
+    assert_int_equal(h.closes, 1);
+    assert_true(watched_freed);
+    watch_free = NULL;
+    hp_done(&h);
+}
+
 /* ---- write budget and quantum at their edges ------------------------------- */
 
 /* A loop with one connection whose peer's buffer takes everything sent. */
@@ -927,6 +958,7 @@ int main(void)
         TU_TEST(test_write_quantum_holds_on_the_fast_path),
         TU_TEST(test_partial_direct_send_spends_the_budget),
         TU_TEST(test_trim_after_a_large_release_at_one_ms),
+        TU_TEST(test_closed_connection_freed_by_the_next_iteration),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
