@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -91,6 +92,20 @@ void __wrap_free(void *p)
     if (p && p == watch_free)
         watched_freed = true;
     __real_free(p);
+}
+
+/* The next epoll_wait fails with EINTR when set. */
+static int wait_eintr;
+int __real_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout);
+int __wrap_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout);
+int __wrap_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
+{
+    if (wait_eintr) {
+        wait_eintr = 0;
+        errno = EINTR;
+        return -1;
+    }
+    return __real_epoll_wait(epfd, ev, max, timeout);
 }
 
 int __real_malloc_trim(size_t pad);
@@ -810,6 +825,23 @@ static void test_closed_connection_freed_by_the_next_iteration(void **state)
     hp_done(&h);
 }
 
+/* An iteration whose wait a signal interrupted is an iteration all the
+ * same: evl_run_once returns 0 and the counter moves by one. */
+static void test_interrupted_wait_counts_one_iteration(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    struct evl_stats a, b;
+    evl_stats(h.l, &a);
+    wait_eintr = 1;
+    assert_int_equal(evl_run_once(h.l, 1000), 0);
+    assert_int_equal(wait_eintr, 0);
+    evl_stats(h.l, &b);
+    assert_int_equal(b.iterations, a.iterations + 1);
+    hp_done(&h);
+}
+
 /* ---- write budget and quantum at their edges ------------------------------- */
 
 /* A loop with one connection whose peer's buffer takes everything sent. */
@@ -959,6 +991,7 @@ int main(void)
         TU_TEST(test_partial_direct_send_spends_the_budget),
         TU_TEST(test_trim_after_a_large_release_at_one_ms),
         TU_TEST(test_closed_connection_freed_by_the_next_iteration),
+        TU_TEST(test_interrupted_wait_counts_one_iteration),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
