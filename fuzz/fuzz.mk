@@ -37,7 +37,7 @@ fuzz_deps_fuzz_cmd  := $(FUZZ_CMD_SRC)
 fuzz_deps_fuzz_resp := $(FUZZ_RESP_SRC)
 fuzz_deps_fuzz_http := $(FUZZ_HTTP_SRC)
 
-WERROR_SRCS   += fuzz/fuzz_buf.c fuzz/fuzz_loop.c $(if $(FUZZ_CMD_SRC),fuzz/fuzz_cmd.c) \
+WERROR_SRCS   += fuzz/fuzz_buf.c fuzz/fuzz_loop.c fuzz/fuzz_loop_fi.c $(if $(FUZZ_CMD_SRC),fuzz/fuzz_cmd.c) \
                  $(if $(FUZZ_RESP_SRC),fuzz/fuzz_resp.c) $(if $(FUZZ_HTTP_SRC),fuzz/fuzz_http.c)
 CHECK_TARGETS += fuzz-smoke
 
@@ -66,7 +66,20 @@ $(AFL_DIR)/cmplog/$(1): fuzz/$(1).c $(fuzz_deps_$(1)) $(LIB_SRCS) $(FUZZ_HDRS)
 endef
 $(foreach t,$(FUZZ_TARGETS),$(eval $(call FUZZ_TARGET_RULES,$(t))))
 
-fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_DIR)/%) | deps-build deps-fuzz
+# fuzz_loop_fi: fuzz_loop's loop under failures the input chooses. The
+# library's fuzz objects are copied with their calls redirected to
+# tools/faultinj (as tools/faultinj/faultinj.mk does for the torture run);
+# not in FUZZ_TARGETS, whose AFL++, OSS-Fuzz and mutation builds link the
+# plain library.
+FUZZ_FI_OBJS := $(LIB_SRCS:$(LIB)/%.c=$(FUZZ_DIR)/fi/%.o) $(FUZZ_DIR)/obj/tools/faultinj/faultinj.o
+FUZZ_ALL     := $(FUZZ_TARGETS) fuzz_loop_fi
+$(FUZZ_DIR)/fi/%.o: $(FUZZ_DIR)/obj/%.o tools/faultinj/syms.txt
+	@mkdir -p $(@D)
+	objcopy --redefine-syms=tools/faultinj/syms.txt $< $@
+$(FUZZ_DIR)/fuzz_loop_fi: fuzz/fuzz_loop_fi.c $(FUZZ_FI_OBJS) $(FUZZ_HDRS) tools/faultinj/faultinj.h
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_LDFLAGS) fuzz/fuzz_loop_fi.c $(FUZZ_FI_OBJS) -o $@
+
+fuzz-build: $(FUZZ_ALL:%=$(FUZZ_DIR)/%) | deps-build deps-fuzz
 fuzz-afl-build: $(FUZZ_TARGETS:%=$(AFL_DIR)/%) $(FUZZ_TARGETS:%=$(AFL_DIR)/cmplog/%) | deps-fuzz
 
 # ---- running: fuzz/run.sh holds the logic (logs, summary, reproduce line) ----
@@ -74,10 +87,10 @@ fuzz_comma := ,
 fuzz_empty :=
 export FUZZ_KNOWN_LIST := $(subst $(fuzz_empty) $(fuzz_empty),$(fuzz_comma),$(strip $(FUZZ_KNOWN)))
 fuzz: fuzz-build | deps-fuzz
-	@fuzz/run.sh libfuzzer --time $(FUZZ_TIME) --jobs $(FUZZ_JOBS) $(FUZZ_TARGETS)
+	@fuzz/run.sh libfuzzer --time $(FUZZ_TIME) --jobs $(FUZZ_JOBS) $(FUZZ_ALL)
 
 fuzz-smoke: fuzz-build | deps-fuzz
-	@fuzz/run.sh smoke --time $(FUZZ_SMOKE_TIME) --jobs $(FUZZ_JOBS) $(FUZZ_TARGETS)
+	@fuzz/run.sh smoke --time $(FUZZ_SMOKE_TIME) --jobs $(FUZZ_JOBS) $(FUZZ_ALL)
 
 fuzz-afl: fuzz-afl-build | deps-fuzz
 	@fuzz/run.sh afl --time $(FUZZ_TIME) --jobs $(FUZZ_JOBS) $(FUZZ_TARGETS)

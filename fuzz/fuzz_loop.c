@@ -29,15 +29,20 @@
 #include "evloop.h"
 #include "fuzz_common.h"
 
+#include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,7 +91,34 @@ typedef struct conn_st {
     bool read_due;            /* input left after a consume, or evl_wake: */
     uint64_t read_due_by;     /*   on_read owed by the end of this run */
     uint64_t reads;
+    /* the functions issue 13 added (ext mode; close reasons and on_eof always) */
+    size_t wbuf_max;          /* this connection's (evl_set_wbuf_max), else the loop's */
+    uint64_t taken_at_rpause; /* bytes the loop had read from the kernel at evl_read_pause */
+    int eofs;                 /* on_eof calls */
+    int connect_err;          /* what on_connect said */
+    int idle_cur;             /* its own idle timeout now (-1: the loop's) */
+    unsigned causes;          /* close reasons the script made possible (bits) */
+    unsigned first;           /* the first cause's reasons, */
+    bool first_sure;          /*   made while nothing else could close it */
+    bool rpaused;             /* evl_read_pause: the loop reads nothing */
+    bool shut;                /* evl_shutdown: later writes EPIPE, the peer gets EOF */
+    bool connecting;          /* evl_connect: on_connect not yet called */
+    bool tcp;                 /*   to a TCP port nobody listens on */
+    bool tcp_timeout;         /*   with a timeout */
+    bool h2;                  /* served by the second handler (evl_set_handler) */
+    bool idle_maybe;          /* an idle timeout of its own was set: IDLE possible */
+    bool visited;             /* seen by the current evl_foreach_conn */
 } conn_st;
+
+typedef struct timer_st {
+    evl_timer *t;
+    uint64_t start_ns;        /* our clock, just before evl_timer_start */
+    uint64_t after, every;
+    uint64_t fired;           /* calls since the start */
+    uint64_t serial;          /* arming order */
+    bool armed;               /* the model: started and not yet fired, stopped or freed */
+} timer_st;
+#define MAX_TIMERS 4
 
 typedef struct pipe_st {
     int r, w;
@@ -104,6 +136,9 @@ static struct fuzz_state {
     pipe_st ps[MAX_PIPES];
     uint64_t runs;            /* evl_run_once calls completed */
     bool in_run, final, freeing;
+    bool ext;                 /* the functions issue 13 added are in the script */
+    bool wake_due;            /* on_wakeup is owed */
+    bool via2;                /* the callback came through the second handler */
     uint64_t entered, closed, overflows, overflows_maybe, callbacks;
     int lfd[2];               /* listening sockets side by side, or -1 */
     bool no_accept;           /* on_accept is NULL: every connection kept */
@@ -112,6 +147,7 @@ static struct fuzz_state {
     bool stopping;            /*   ...and it is running */
     bool stop_req;            /* evl_stop called, evl_run not yet returned */
     bool listening[2];        /* the listener is registered with the loop */
+    uint64_t unlisten_by[2];  /*   removed inside the run that ends as runs reaches this */
     int depth;                /* callbacks of ours on the stack */
     conn_st *reading;         /* the connection inside on_read, or NULL */
     uint64_t ticks;           /* on_tick calls */
@@ -119,6 +155,14 @@ static struct fuzz_state {
     bool in_on_stop;          /*   inside it: connections still open */
     uint64_t ticks_at_run;    /*   ...when the current run began */
     sigset_t mask0;           /* the signal mask before anything ran */
+    timer_st tm[MAX_TIMERS];
+    uint64_t arm_serial;
+    timer_st *firing;         /* the timer whose callback runs, or NULL */
+    uint64_t wakeups;         /* evl_wakeup calls since on_wakeup ran, */
+    uint64_t wake_by;         /*   on_wakeup owed by the end of this run */
+    uint64_t wake_iter;       /* iteration of the last on_wakeup */
+    uint64_t wakeup_iter;     /* iteration of the last evl_wakeup */
+    uint64_t idle_closes;     /* on_close with EVL_CLOSE_IDLE */
     struct sockaddr_un laddr[2]; /* the listeners' (abstract) addresses */
     socklen_t laddr_len[2];
     uint8_t wbuf[MAX_IO], rbuf[MAX_IO];
@@ -133,7 +177,7 @@ static bool loss_allowed(const conn_st *s)
 {
     return s->ended || s->write_failed || s->overflow_maybe || s->peer_closed || S.freeing ||
            s->refused || S.stopping || s->stop_closed ||
-           (s->h_closed && S.o.close_timeout_ms == 0);
+           (s->h_closed && S.o.close_timeout_ms == 0) || s->tcp || s->idle_maybe;
 }
 
 /* The handler's own choices: from the input while the script runs. */
@@ -160,7 +204,10 @@ static conn_st *attach(evl_conn *c)
     FZ_CHECK(S.no_accept, "a connection without udata, and on_accept is set");
     conn_st *s = identify(evl_fd(c));
     FZ_CHECK(s != NULL, "an accepted connection nobody made");
-    FZ_CHECK(S.listening[s->lst], "conn %d accepted from a listener that is not registered", idx(s));
+    /* seen only now: it may have been accepted earlier in a run that then
+     * removed its listener (evl_remove_listener from a callback) */
+    FZ_CHECK(S.listening[s->lst] || S.runs <= S.unlisten_by[s->lst],
+             "conn %d accepted from a listener that is not registered", idx(s));
     s->queued = false;
     s->fd = evl_fd(c);
     s->c = c;
@@ -190,6 +237,46 @@ static void owe_read(conn_st *s)
         ahead += &S.cs[i] != s && S.cs[i].read_due;
     s->read_due = true;
     s->read_due_by = S.runs + (S.in_run ? 2 : 1) + ahead / S.o.max_events;
+}
+
+/* ---- close reasons: the first cause wins ---------------------------------- */
+
+#define R(reason) (1u << (reason))
+
+/* Something besides the script's next call may end it already: the peer,
+ * an error, an overflow, an idle timeout, the stop, a failed connect. */
+static bool maybe_dead(const conn_st *s)
+{
+    return s->closes || s->ended || s->write_failed || s->overflow_maybe || s->peer_shut || s->peer_closed ||
+           s->idle_maybe || s->h_closed || s->tcp || s->doomed || s->stop_closed || S.freeing || S.stopping;
+}
+
+/* A reason the script made possible that closes later, if at all (the
+ * peer's EOF waits for input to be delivered; an idle timer). */
+static void latent(conn_st *s, unsigned reasons) { s->causes |= reasons; }
+
+/* A call that ends the connection at once with one of these reasons
+ * (before the flags that say so are set): made on a connection nothing
+ * else threatens, it is the reason evl_close_reason must report. */
+static void cause(conn_st *s, unsigned reasons)
+{
+    if (!s->first) {
+        s->first = reasons;
+        s->first_sure = !maybe_dead(s);
+    }
+    s->causes |= reasons;
+}
+
+/* evl_close's reasons: LOCAL, or TIMEOUT when a zero deadline drops bytes;
+ * STOP when the loop is stopping. */
+static unsigned close_reasons(void)
+{
+    unsigned r = R(EVL_CLOSE_LOCAL);
+    if (S.o.close_timeout_ms == 0)
+        r |= R(EVL_CLOSE_TIMEOUT);
+    if (S.stopping)
+        r |= R(EVL_CLOSE_STOP);
+    return r;
 }
 
 /* ---- the model of pending output and of the pause ------------------------ */
@@ -261,11 +348,16 @@ static void note_drained(conn_st *s)
 
 /* ---- handler actions ---------------------------------------------------- */
 
+static void act(conn_st *self, uint8_t b);
+static void ext_act(conn_st *self, uint8_t b);
+
+
 /* evl_write fails EPIPE: closing or closed (evl_close, evl_abort, the stop
  * or evl_free), or a previous error. */
 static bool writes_fail(const conn_st *s)
 {
-    return s->h_closed || s->ended || s->write_failed || s->closes > 0 || (s->stop_closed && !S.in_on_stop);
+    return s->h_closed || s->ended || s->write_failed || s->closes > 0 || s->shut ||
+           (s->stop_closed && !S.in_on_stop);
 }
 
 static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
@@ -307,9 +399,9 @@ static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
         s->limit = s->accepted;
         size_t p = evl_pending(s->c);
         FZ_CHECK(p <= before + n, "conn %d: pending grew by more than the write", idx(s));
-        FZ_CHECK(!S.o.wbuf_max || (p <= S.o.wbuf_max && (before == 0 || before + n <= S.o.wbuf_max)),
+        FZ_CHECK(!s->wbuf_max || (p <= s->wbuf_max && (before == 0 || before + n <= s->wbuf_max)),
                  "conn %d: write accepted past wbuf_max %zu (pending %zu + %zu)", idx(s),
-                 S.o.wbuf_max, before, n);
+                 s->wbuf_max, before, n);
         if (pending_known(s))
             FZ_CHECK(p == model_pending(s), "conn %d: evl_pending %zu after a write, the bytes say %llu", idx(s),
                      p, (unsigned long long)model_pending(s));
@@ -320,9 +412,10 @@ static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
     }
     FZ_CHECK(r == -1, "evl_write returned %d", r);
     if (e == EVL_EOVERFLOW) {
-        FZ_CHECK(S.o.wbuf_max && before + n > S.o.wbuf_max,
+        FZ_CHECK(s->wbuf_max && before + n > s->wbuf_max,
                  "conn %d: EVL_EOVERFLOW with %zu pending + %zu <= wbuf_max %zu", idx(s), before, n,
-                 S.o.wbuf_max);
+                 s->wbuf_max);
+        cause(s, R(EVL_CLOSE_OVERFLOW));
         S.overflows++;
         s->ended = true;
     } else {
@@ -331,6 +424,7 @@ static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
         /* A unix socket refuses writes only when its peer is gone. */
         FZ_CHECK((e == EPIPE || e == ECONNRESET) && s->peer_closed,
                  "conn %d: evl_write failed, errno %d, with the peer open", idx(s), e);
+        cause(s, R(EVL_CLOSE_RESET));
     }
     s->write_failed = true;
     s->limit = s->accepted + n; /* a direct send may have taken a part of it */
@@ -340,6 +434,8 @@ static void do_close(conn_st *s)
 {
     if (s && s->c) {
         fz_trace("  conn %d: evl_close", idx(s));
+        if (!s->h_closed)
+            cause(s, close_reasons());
         evl_close(s->c);
         s->h_closed = true;
     }
@@ -349,6 +445,7 @@ static void do_abort(conn_st *s)
 {
     if (s && s->c) {
         fz_trace("  conn %d: evl_abort", idx(s));
+        cause(s, R(EVL_CLOSE_ABORT));
         evl_abort(s->c);
         s->ended = true;
     }
@@ -389,7 +486,7 @@ static void adopt_pair(void)
     set_bufs(sv[0], b & 15u);
     set_bufs(sv[1], b >> 4);
     conn_st *s = &S.cs[S.nconns++];
-    *s = (conn_st){.peer = sv[0], .fd = sv[1]};
+    *s = (conn_st){.peer = sv[0], .fd = sv[1], .wbuf_max = S.o.wbuf_max, .idle_cur = -1};
     s->in_stream = 2u * (uint32_t)idx(s) + 1;
     s->out_stream = 2u * (uint32_t)idx(s) + 2;
     evl_conn *c = evl_adopt(S.l, sv[1]);
@@ -397,6 +494,8 @@ static void adopt_pair(void)
     evl_set_udata(c, s);
     s->c = c;
     s->doomed = S.freeing || S.stopping; /* evl_free or the stop closes it too, perhaps before our next call */
+    if (s->doomed)
+        cause(s, R(EVL_CLOSE_STOP) | (S.stopping ? close_reasons() : 0));
     S.entered++;
     fz_trace("  conn %d: adopted fd %d (peer fd %d, bufs %u %u)", idx(s), sv[1], sv[0], b & 15u, b >> 4);
     FZ_CHECK(evl_conn_of(S.l, sv[1]) == c && evl_fd(c) == sv[1] && evl_loop_of(c) == S.l &&
@@ -541,9 +640,9 @@ static void consume_elsewhere(conn_st *t, uint16_t k)
 /* A write of a size next to the wbuf_max edge. */
 static void write_at_edge(conn_st *t, uint8_t b)
 {
-    if (!t || !t->c || !S.o.wbuf_max)
+    if (!t || !t->c || !t->wbuf_max)
         return;
-    size_t p = evl_pending(t->c), room = S.o.wbuf_max - (p < S.o.wbuf_max ? p : S.o.wbuf_max);
+    size_t p = evl_pending(t->c), room = t->wbuf_max - (p < t->wbuf_max ? p : t->wbuf_max);
     size_t n = room + (b % 5) - 2;
     if (n > MAX_IO || room + (b % 5) < 2)
         return;
@@ -627,7 +726,568 @@ static void act(conn_st *self, uint8_t b)
                  sigismember(&set, SIGINT), sigismember(&S.mask0, SIGTERM), sigismember(&S.mask0, SIGINT));
         break;
     }
-    default: break; /* 0-3, 28-31: nothing, the common case */
+    case 28: case 29: case 30: case 31: /* the calls issue 13 added, in ext mode */
+        if (S.ext)
+            ext_act(self, fz_u8(&S.in));
+        break;
+    default: break; /* 0-3 (and 28-31 outside ext mode): nothing, the common case */
+    }
+}
+
+/* ---- the functions issue 13 added (ext mode) --------------------------- */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Runs a connection's callback came through: the second handler's
+ * wrappers set via2 first. */
+static void check_handler(const conn_st *s, const char *who)
+{
+    FZ_CHECK(S.via2 == s->h2, "conn %d: %s through the %s handler, evl_set_handler/evl_connect chose the %s", idx(s),
+             who, S.via2 ? "second" : "loop's", s->h2 ? "second" : "loop's");
+    S.via2 = false;
+}
+
+static void on_timer(evl_timer *t, void *arg);
+
+/* The model's timers after a run: armed ones report pending, and none that
+ * was due before the run began is still waiting. */
+static void check_timers(uint64_t run_start_ns, uint64_t serial_at_start)
+{
+    for (int k = 0; k < MAX_TIMERS; k++) {
+        timer_st *m = &S.tm[k];
+        if (!m->t)
+            continue;
+        FZ_CHECK(evl_timer_pending(m->t) == m->armed && evl_timer_loop(m->t) == S.l,
+                 "timer %d: evl_timer_pending %d, the model says %d", k, evl_timer_pending(m->t), m->armed);
+        /* due at floor(start ms) + after <= our clock at the run's start
+         * (whole ms): the run's timer pass saw it due */
+        if (m->armed && m->fired == 0 && m->serial <= serial_at_start &&
+            run_start_ns >= m->start_ns + (m->after + 1) * 1000000u)
+            fz_fail("timer %d: due %llu ms after its start, %.1f ms had passed when a run began, and the run did "
+                    "not fire it", k, (unsigned long long)m->after, (double)(run_start_ns - m->start_ns) / 1e6);
+    }
+}
+
+static void timer_new(int k)
+{
+    timer_st *m = &S.tm[k];
+    if (m->t)
+        return;
+    errno = 0;
+    FZ_CHECK(evl_timer_new(S.l, NULL, m) == NULL && errno == EINVAL, "evl_timer_new(fn NULL) did not fail EINVAL");
+    *m = (timer_st){.t = evl_timer_new(S.l, on_timer, m)};
+    FZ_CHECK(m->t != NULL, "evl_timer_new failed: errno %d", errno);
+    FZ_CHECK(!evl_timer_pending(m->t) && evl_timer_loop(m->t) == S.l, "a new timer is pending, or of another loop");
+    fz_trace("  timer %d: new", k);
+}
+
+static void timer_start(int k, uint8_t b)
+{
+    timer_st *m = &S.tm[k];
+    if (!m->t)
+        return;
+    if (b == 0xff) { /* a time past 2^63 ms is refused, the timer unchanged */
+        errno = 0;
+        FZ_CHECK(evl_timer_start(m->t, UINT64_MAX, 0) == -1 && errno == EINVAL,
+                 "evl_timer_start(2^64-1 ms) did not fail EINVAL");
+        FZ_CHECK(evl_timer_pending(m->t) == m->armed, "timer %d: a refused evl_timer_start changed it", k);
+        return;
+    }
+    m->after = b & 3;
+    m->every = b >> 2 & 3;
+    m->fired = 0;
+    m->start_ns = now_ns();
+    m->serial = ++S.arm_serial;
+    FZ_CHECK(evl_timer_start(m->t, m->after, m->every) == 0, "evl_timer_start failed: errno %d", errno);
+    m->armed = true;
+    fz_trace("  timer %d: start %llu every %llu", k, (unsigned long long)m->after, (unsigned long long)m->every);
+}
+
+static void timer_stop(int k)
+{
+    timer_st *m = &S.tm[k];
+    if (!m->t)
+        return;
+    evl_timer_stop(m->t);
+    m->armed = false;
+    FZ_CHECK(!evl_timer_pending(m->t), "timer %d: pending after evl_timer_stop", k);
+    fz_trace("  timer %d: stop", k);
+}
+
+static void timer_free(int k)
+{
+    timer_st *m = &S.tm[k];
+    evl_timer_free(m->t); /* NULL: nothing */
+    m->t = NULL;
+    m->armed = false;
+    fz_trace("  timer %d: free", k);
+}
+
+/* evloop.h: "after_ms from its start and then every every_ms ... in
+ * deadline order". The library counts whole ms of CLOCK_MONOTONIC from the
+ * start (floor), so the n-th call comes after more than after + (n-1) *
+ * every - 1 ms of our clock, read before the start. */
+/* cppcheck-suppress constParameter ; the evl_timer_fn type fixes it */
+static void on_timer(evl_timer *t, void *arg)
+{
+    timer_st *m = arg;
+    int k = (int)(m - S.tm);
+    FZ_CHECK(k >= 0 && k < MAX_TIMERS && m->t == t, "a timer callback with a wrong timer or argument");
+    FZ_CHECK(S.depth == 0 && S.in_run && !S.freeing, "timer %d fired inside a callback or outside a run", k);
+    FZ_CHECK(m->armed, "timer %d fired while stopped (or after its one call)", k);
+    uint64_t now = now_ns(), due = m->after + m->fired * m->every;
+    FZ_CHECK(now - m->start_ns + 1000000u > due * 1000000u,
+             "timer %d: call %llu after %.3f ms, due at %llu ms from its start: early", k,
+             (unsigned long long)m->fired + 1, (double)(now - m->start_ns) / 1e6, (unsigned long long)due);
+    if (m->fired == 0) /* its deadline is known: armed earlier for no later goes first */
+        for (int j = 0; j < MAX_TIMERS; j++) {
+            const timer_st *o = &S.tm[j];
+            FZ_CHECK(!(o != m && o->armed && o->fired == 0 && o->serial < m->serial && o->after <= m->after),
+                     "timer %d (%llu ms) fired before timer %d (%llu ms, armed earlier): not in deadline order", k,
+                     (unsigned long long)m->after, j, (unsigned long long)o->after);
+        }
+    m->fired++;
+    if (m->every == 0)
+        m->armed = false;
+    fz_trace(" timer %d fires (call %llu)", k, (unsigned long long)m->fired);
+    S.depth++;
+    S.firing = m;
+    if (scripted()) {
+        uint8_t b = fz_u8(&S.in);
+        switch (b >> 6) { /* on itself: stop, re-arm, free, or anything */
+        case 0: timer_stop(k); break;
+        case 1: timer_start(k, fz_u8(&S.in)); break;
+        case 2: timer_free(k); break; /* t is gone: not touched below */
+        default: act(NULL, fz_u8(&S.in)); break;
+        }
+    }
+    S.firing = NULL;
+    S.depth--;
+}
+
+static void do_wakeup(void)
+{
+    errno = 0;
+    FZ_CHECK(evl_wakeup(S.l) == 0, "evl_wakeup failed: errno %d", errno);
+    struct evl_stats st;
+    evl_stats(S.l, &st);
+    S.wakeup_iter = st.iterations;
+    S.wakeups++;
+    if (!S.wake_due) {
+        S.wake_due = true;
+        /* the eventfd is one more ready fd: epoll hands out a small batch in turn */
+        S.wake_by = S.runs + (S.in_run ? 2 : 1) + (MAX_CONNS + MAX_PIPES + 3) / (unsigned)S.o.max_events;
+    }
+    fz_trace("  evl_wakeup (%llu since on_wakeup)", (unsigned long long)S.wakeups);
+}
+
+/* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
+static void on_wakeup(evl_loop *l)
+{
+    FZ_CHECK(l == S.l && S.in_run && !S.freeing, "on_wakeup: wrong loop, outside a run or after evl_free");
+    FZ_CHECK(S.depth == 0, "on_wakeup inside another callback (re-entrant)");
+    struct evl_stats st;
+    evl_stats(l, &st);
+    FZ_CHECK(S.wake_iter != st.iterations, "on_wakeup twice in iteration %llu", (unsigned long long)st.iterations);
+    /* A wakeup made in the iteration of the last on_wakeup may be seen by
+     * the next one too (the eventfd was read before that call). */
+    FZ_CHECK(S.wakeups > 0 || S.wakeup_iter == S.wake_iter, "on_wakeup without an evl_wakeup since the last one");
+    S.wake_iter = st.iterations;
+    S.wakeups = 0;
+    S.wake_due = false;
+    S.callbacks++;
+    fz_trace(" on_wakeup");
+    S.depth++;
+    if (scripted())
+        act(NULL, fz_u8(&S.in));
+    S.depth--;
+}
+
+static void do_read_pause(conn_st *t)
+{
+    if (!t || !t->c)
+        return;
+    evl_read_pause(t->c);
+    if (!t->rpaused && !t->h_closed) {
+        t->rpaused = true;
+        t->taken_at_rpause = model_taken(t);
+    }
+    fz_trace("  conn %d: evl_read_pause", idx(t));
+}
+
+static void do_read_resume(conn_st *t)
+{
+    if (!t || !t->c)
+        return;
+    evl_read_resume(t->c);
+    fz_trace("  conn %d: evl_read_resume", idx(t));
+    if (!t->rpaused)
+        return;
+    t->rpaused = false;
+    t->quiet = false;
+    size_t len;
+    (void)evl_data(t->c, &len);
+    /* "buffered input delivered on resume without new data" */
+    if (len > 0 && !t->h_closed && !t->ended && t != S.reading)
+        owe_read(t);
+}
+
+static void do_shutdown(conn_st *t, bool then_write)
+{
+    if (!t || !t->c)
+        return;
+    evl_shutdown(t->c);
+    t->shut = true;
+    fz_trace("  conn %d: evl_shutdown", idx(t));
+    if (then_write) { /* "later writes fail with EPIPE" */
+        errno = 0;
+        int r = evl_write(t->c, "x", 1);
+        FZ_CHECK(r == -1 && errno == EPIPE, "conn %d: a write after evl_shutdown gave %d errno %d", idx(t), r, errno);
+    }
+}
+
+/* evl_foreach_conn: every open connection once, none closing or closed;
+ * the walk's callback acts on each (closes, aborts, writes: the walk goes on). */
+/* cppcheck-suppress constParameter ; evl_foreach_conn's callback type fixes it */
+static void visit(evl_conn *c, void *arg)
+{
+    FZ_CHECK(arg == &S, "evl_foreach_conn passed a wrong argument");
+    conn_st *s = st_of(c, "evl_foreach_conn");
+    FZ_CHECK(!s->visited, "evl_foreach_conn visited conn %d twice", idx(s));
+    FZ_CHECK(!s->h_closed && !s->ended, "evl_foreach_conn visited conn %d, which is closing or aborted", idx(s));
+    s->visited = true;
+    fz_trace("  foreach: conn %d", idx(s));
+    if (scripted()) {
+        uint8_t b = fz_u8(&S.in);
+        if (b & 1)
+            act(s, b >> 1);
+    }
+}
+
+static void do_foreach(void)
+{
+    int n = S.nconns; /* connections adopted meanwhile may or may not be visited */
+    bool open[MAX_CONNS];
+    for (int i = 0; i < n; i++) {
+        S.cs[i].visited = false;
+        open[i] = S.cs[i].c && !maybe_dead(&S.cs[i]);
+    }
+    fz_trace("  evl_foreach_conn");
+    evl_foreach_conn(S.l, visit, &S);
+    for (int i = 0; i < n; i++)
+        FZ_CHECK(!open[i] || S.cs[i].visited || maybe_dead(&S.cs[i]), /* (the walk may close it first) */
+                 "evl_foreach_conn skipped conn %d, which is open", i);
+}
+
+static void do_set_idle(conn_st *t, uint8_t b)
+{
+    if (!t || !t->c)
+        return;
+    static const int choice[8] = {-2, -1, 0, 1, 2, 3, -1, 0};
+    int ms = choice[b & 7];
+    if (ms > 0) /* before the call: its timer may fire at once */
+        latent(t, R(EVL_CLOSE_IDLE));
+    errno = 0;
+    int r = evl_set_idle_timeout(t->c, ms);
+    fz_trace("  conn %d: evl_set_idle_timeout(%d) -> %d errno %d", idx(t), ms, r, r ? errno : 0);
+    if (ms < -1 || t->h_closed || (t->stop_closed && !S.in_on_stop)) {
+        FZ_CHECK(r == -1 && errno == EINVAL, "conn %d: evl_set_idle_timeout(%d)%s gave %d errno %d", idx(t), ms,
+                 ms < -1 ? "" : " on a closing connection", r, errno);
+        return;
+    }
+    FZ_CHECK(r == 0 || (errno == EINVAL && maybe_dead(t)), "conn %d: evl_set_idle_timeout(%d) failed: errno %d",
+             idx(t), ms, errno);
+    if (r == 0) {
+        t->idle_cur = ms;
+        if (ms > 0)
+            t->idle_maybe = true;
+    }
+}
+
+static void do_set_wbuf_max(conn_st *t, uint8_t b, size_t n)
+{
+    if (!t || !t->c)
+        return;
+    size_t p = evl_pending(t->c), bytes;
+    switch (b & 3) {
+    case 0: bytes = 0; break;
+    case 1: bytes = p + (b >> 2 & 3) - 1; break; /* p-1 (refused), p, p+1, p+2 */
+    default: bytes = S.o.wbuf_high + n; break;
+    }
+    if (p == 0 && (b & 3) == 1 && bytes == SIZE_MAX)
+        bytes = 1;
+    errno = 0;
+    int r = evl_set_wbuf_max(t->c, bytes);
+    fz_trace("  conn %d: evl_set_wbuf_max(%zu) with %zu pending -> %d", idx(t), bytes, p, r);
+    if (bytes && bytes < p) {
+        FZ_CHECK(r == -1 && errno == EINVAL, "conn %d: evl_set_wbuf_max(%zu) with %zu pending gave %d errno %d", idx(t),
+                 bytes, p, r, errno);
+        return;
+    }
+    FZ_CHECK(r == 0, "conn %d: evl_set_wbuf_max(%zu) with %zu pending failed: errno %d", idx(t), bytes, p, errno);
+    t->wbuf_max = bytes;
+}
+
+/* The fuzzer's own listeners for evl_connect, made once per process in a
+ * private directory: a unix listener (the fuzzer accepts: it is the
+ * peer), a bound socket that does not listen (refused), a TCP port bound
+ * and not listening (refused asynchronously, or at once). */
+static struct {
+    char dir[64], path[96], dead[96], none[96];
+    int lfd, deadfd, tcpfd, tcpport;
+} X = {.lfd = -1};
+
+static void remove_dir(void)
+{
+    (void)unlink(X.path);
+    (void)unlink(X.dead);
+    (void)rmdir(X.dir);
+}
+
+/* The directories of fuzz_loop processes that ended without their atexit
+ * (a failed check aborts): /tmp/evl-fuzz-<pid> whose process is gone. */
+static void remove_stale_dirs(void)
+{
+    DIR *d = opendir("/tmp");
+    if (!d)
+        return;
+    for (const struct dirent *e; (e = readdir(d)) != NULL;) {
+        int pid;
+        char rest;
+        if (sscanf(e->d_name, "evl-fuzz-%d%c", &pid, &rest) != 1 || pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        char p[96];
+        static const char *const names[] = {"l", "dead", ""};
+        for (int i = 0; i < 3; i++) {
+            (void)snprintf(p, sizeof p, "/tmp/%s/%s", e->d_name, names[i]);
+            (void)(i < 2 ? unlink(p) : rmdir(p));
+        }
+    }
+    (void)closedir(d);
+}
+
+static void make_targets(void)
+{
+    if (X.lfd >= 0)
+        return;
+    remove_stale_dirs();
+    (void)snprintf(X.dir, sizeof X.dir, "/tmp/evl-fuzz-%d", (int)getpid());
+    FZ_CHECK(mkdir(X.dir, 0700) == 0, "mkdir %s failed: errno %d", X.dir, errno);
+    (void)snprintf(X.path, sizeof X.path, "%s/l", X.dir);
+    (void)snprintf(X.dead, sizeof X.dead, "%s/dead", X.dir);
+    (void)snprintf(X.none, sizeof X.none, "%s/none", X.dir);
+    (void)atexit(remove_dir);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    X.lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    (void)snprintf(a.sun_path, sizeof a.sun_path, "%s", X.path);
+    FZ_CHECK(X.lfd >= 0 && bind(X.lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(X.lfd, 64) == 0,
+             "the connect target: errno %d", errno);
+    X.deadfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    (void)snprintf(a.sun_path, sizeof a.sun_path, "%s", X.dead);
+    FZ_CHECK(X.deadfd >= 0 && bind(X.deadfd, (struct sockaddr *)&a, sizeof a) == 0, "the dead target: errno %d",
+             errno);
+    struct sockaddr_in in = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof in;
+    X.tcpfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    FZ_CHECK(X.tcpfd >= 0 && bind(X.tcpfd, (struct sockaddr *)&in, sizeof in) == 0 &&
+                 getsockname(X.tcpfd, (struct sockaddr *)&in, &len) == 0,
+             "the refused TCP port: errno %d", errno);
+    X.tcpport = ntohs(in.sin_port);
+}
+
+static const evl_handler H2;
+
+static void do_connect(uint8_t b)
+{
+    errno = 0;
+    switch (b & 7) {
+    case 0: /* refused at once: nothing made, nothing leaked */
+        FZ_CHECK(evl_connect(S.l, X.dead, 0, 0, NULL, NULL) == NULL && errno == ECONNREFUSED,
+                 "evl_connect to a socket nobody listens on: errno %d", errno);
+        FZ_CHECK(evl_connect(S.l, X.none, 0, 0, NULL, NULL) == NULL && errno == ENOENT,
+                 "evl_connect to a missing path: errno %d", errno);
+        return;
+    case 1: /* bad arguments: EINVAL */
+        FZ_CHECK(evl_connect(S.l, "127.0.0.1", 65536, 0, NULL, NULL) == NULL && errno == EINVAL &&
+                     evl_connect(S.l, "localhost", 80, 0, NULL, NULL) == NULL && errno == EINVAL &&
+                     evl_connect(S.l, X.path, 0, -1, NULL, NULL) == NULL && errno == EINVAL &&
+                     evl_connect(S.l, NULL, 0, 0, NULL, NULL) == NULL && errno == EINVAL,
+                 "evl_connect with a bad address, port or timeout did not fail EINVAL");
+        return;
+    default: break;
+    }
+    if (S.nconns >= MAX_CONNS)
+        return;
+    conn_st *s = &S.cs[S.nconns];
+    bool tcp = (b & 7) == 7;
+    int timeout = (b & 0x10) ? (tcp ? 1 + (b >> 5 & 3) : LONG_MS) : 0;
+    *s = (conn_st){.peer = -1, .wbuf_max = S.o.wbuf_max, .idle_cur = -1, .connecting = true, .h2 = (b & 8) != 0};
+    s->in_stream = 2u * (uint32_t)idx(s) + 1;
+    s->out_stream = 2u * (uint32_t)idx(s) + 2;
+    evl_conn *c = evl_connect(S.l, tcp ? "127.0.0.1" : X.path, X.tcpport, timeout, s->h2 ? &H2 : NULL, s);
+    fz_trace("  conn %d: evl_connect %s timeout %d -> %p errno %d", idx(s), tcp ? "tcp (refused)" : "unix", timeout,
+             (void *)c, c ? 0 : errno);
+    if (tcp && !c) {
+        FZ_CHECK(errno == ECONNREFUSED, "evl_connect to a closed TCP port: errno %d", errno);
+        return;
+    }
+    FZ_CHECK(c != NULL, "evl_connect to the fuzzer's listener failed: errno %d", errno);
+    S.nconns++;
+    S.entered++;
+    s->c = c;
+    s->fd = evl_fd(c);
+    s->doomed = S.freeing || S.stopping; /* as for evl_adopt: the stop or evl_free closes it too */
+    if (s->doomed)
+        cause(s, R(EVL_CLOSE_STOP) | (S.stopping ? close_reasons() : 0));
+    FZ_CHECK(evl_udata(c) == s && evl_conn_of(S.l, s->fd) == c && evl_loop_of(c) == S.l && evl_pending(c) == 0 &&
+                 evl_close_reason(c) == EVL_CLOSE_OPEN,
+             "an evl_connect connection's accessors disagree");
+    if (tcp) {
+        s->tcp = true;
+        s->tcp_timeout = timeout > 0;
+        s->peer_closed = true; /* no peer: nothing to read, nothing to send */
+        cause(s, R(EVL_CLOSE_CONNECT));
+        return;
+    }
+    s->peer = accept4(X.lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    FZ_CHECK(s->peer >= 0, "accept on the fuzzer's listener after evl_connect: errno %d", errno);
+    set_bufs(s->peer, b >> 4 & 7);
+    set_bufs(s->fd, b >> 4 & 7);
+}
+
+/* cppcheck-suppress constParameter ; the evl_handler callback type fixes it */
+static void on_connect(evl_conn *c, int err)
+{
+    conn_st *s = st_of(c, "on_connect");
+    check_handler(s, "on_connect");
+    FZ_CHECK(S.depth == 0 && S.in_run, "on_connect for conn %d inside a callback or outside a run", idx(s));
+    FZ_CHECK(s->connecting, "on_connect for conn %d, which is not connecting (or twice)", idx(s));
+    FZ_CHECK(!s->h_closed && !s->ended, "on_connect for conn %d after evl_close/evl_abort", idx(s));
+    if (s->tcp)
+        FZ_CHECK(err == ECONNREFUSED || (err == ETIMEDOUT && s->tcp_timeout),
+                 "conn %d: on_connect to a closed TCP port with errno %d", idx(s), err);
+    else
+        FZ_CHECK(err == 0, "conn %d: on_connect to a listening unix socket with errno %d", idx(s), err);
+    fz_trace(" on_connect conn %d: %d", idx(s), err);
+    s->connecting = false;
+    s->connect_err = err;
+    if (err) {
+        s->ended = true; /* "on_close follows a failure" */
+        return;
+    }
+    S.depth++;
+    if (scripted())
+        act(s, fz_u8(&S.in));
+    S.depth--;
+}
+
+/* evloop.h: on_eof "once every byte before it was delivered to on_read.
+ * Called once, from the loop"; never while reading is paused or closing. */
+static void on_eof(evl_conn *c)
+{
+    conn_st *s = st_of(c, "on_eof");
+    check_handler(s, "on_eof");
+    FZ_CHECK(S.depth == 0 && S.in_run, "on_eof for conn %d inside a callback or outside a run", idx(s));
+    FZ_CHECK(s->eofs++ == 0, "on_eof for conn %d twice", idx(s));
+    FZ_CHECK(s->peer_shut || s->peer_closed, "on_eof for conn %d, whose peer sent no EOF", idx(s));
+    FZ_CHECK(!s->h_closed && !s->ended, "on_eof for conn %d after evl_close/evl_abort", idx(s));
+    FZ_CHECK(!s->rpaused, "on_eof for conn %d while its reading is paused", idx(s));
+    FZ_CHECK(s->shown == s->sent || s->peer_closed,
+             "on_eof for conn %d before all input was delivered: %llu of %llu bytes shown", idx(s),
+             (unsigned long long)s->shown, (unsigned long long)s->sent);
+    FZ_CHECK(evl_peer_eof(c), "on_eof for conn %d, yet evl_peer_eof is false", idx(s));
+    fz_trace(" on_eof conn %d", idx(s));
+    S.depth++;
+    if (S.ext && scripted()) /* pass the half-close on, hold, reply, close... */
+        act(s, fz_u8(&S.in));
+    S.depth--;
+}
+
+static void on_read(evl_conn *c);
+static void on_drain(evl_conn *c);
+static void on_close(evl_conn *c);
+static void on_read2(evl_conn *c) { S.via2 = true; on_read(c); }
+static void on_drain2(evl_conn *c) { S.via2 = true; on_drain(c); }
+static void on_close2(evl_conn *c) { S.via2 = true; on_close(c); }
+static void on_eof2(evl_conn *c) { S.via2 = true; on_eof(c); }
+static void on_connect2(evl_conn *c, int err) { S.via2 = true; on_connect(c, err); }
+
+/* A per-connection handler: the same callbacks, known by the wrapper. */
+static const evl_handler H2 = {.on_read = on_read2, .on_drain = on_drain2, .on_close = on_close2,
+                               .on_eof = on_eof2, .on_connect = on_connect2};
+
+static void do_remove_listener(int k)
+{
+    if (S.lfd[k] < 0)
+        return;
+    errno = 0;
+    int r = evl_remove_listener(S.l, S.lfd[k]);
+    fz_trace("  evl_remove_listener(%d) -> %d errno %d", k, r, r ? errno : 0);
+    if (S.listening[k]) {
+        FZ_CHECK(r == 0, "evl_remove_listener of a registered listener: errno %d", errno);
+        S.listening[k] = false;
+        S.unlisten_by[k] = S.in_run ? S.runs + 1 : 0;
+    } else {
+        FZ_CHECK(r == -1 && errno == ENOENT, "evl_remove_listener of a removed listener: %d errno %d", r, errno);
+    }
+}
+
+/* The calls issue 13 added, chosen by b. */
+static void ext_act(conn_st *self, uint8_t b)
+{
+    conn_st *t = self ? self : pick(fz_u8(&S.in));
+    int k = b >> 4 & 3;
+    switch (b & 15) {
+    case 0: timer_new(k); break;
+    case 1: timer_new(k); timer_start(k, fz_u8(&S.in)); break;
+    case 2: timer_stop(k); break;
+    case 3: timer_free(k); break;
+    case 4: do_wakeup(); break;
+    case 5: do_read_pause(t); break;
+    case 6: do_read_resume(t); break;
+    case 7: do_shutdown(t, b & 0x40); break;
+    case 8: do_foreach(); break;
+    case 9: do_set_idle(t, fz_u8(&S.in)); break;
+    case 10: {
+        uint8_t v = fz_u8(&S.in);
+        do_set_wbuf_max(t, v, fz_size(&S.in, 65535));
+        break;
+    }
+    case 11: do_connect(fz_u8(&S.in)); break;
+    case 12:
+        if (t && t->c) {
+            t->h2 = (b & 0x40) != 0;
+            evl_set_handler(t->c, t->h2 ? &H2 : NULL);
+            fz_trace("  conn %d: evl_set_handler(%s)", idx(t), t->h2 ? "second" : "NULL: the loop's");
+        }
+        break;
+    case 13: do_remove_listener(k & 1); break;
+    case 14: /* pause, reply, then resume in the same callback */
+        do_read_pause(t);
+        do_write(t, fz_size(&S.in, MAX_IO), false, 1);
+        if (b & 0x40)
+            do_read_resume(t);
+        break;
+    default: /* close reasons: names, and OPEN while open */
+        FZ_CHECK(strcmp(evl_close_reason_name(-1), "?") == 0 && strcmp(evl_close_reason_name(11), "?") == 0 &&
+                     strcmp(evl_close_reason_name(EVL_CLOSE_CONNECT), "connect") == 0,
+                 "evl_close_reason_name of unknown codes");
+        if (t && t->c && !maybe_dead(t))
+            FZ_CHECK(evl_close_reason(t->c) == EVL_CLOSE_OPEN && evl_close_errno(t->c) == 0,
+                     "conn %d: open, yet evl_close_reason %d", idx(t), evl_close_reason(t->c));
+        break;
     }
 }
 
@@ -650,7 +1310,9 @@ static void on_read(evl_conn *c)
 
 static void read_body(conn_st *s, evl_conn *c)
 {
+    check_handler(s, "on_read");
     FZ_CHECK(!s->h_closed && !s->ended, "on_read for conn %d after evl_close/evl_abort", idx(s));
+    FZ_CHECK(!s->rpaused, "on_read for conn %d while its reading is paused (evl_read_pause)", idx(s));
     /* Paused at wbuf_high, resumed at wbuf_low, by the bytes exchanged: the
      * kernel took enough that at most wbuf_low is left in the loop. */
     if (s->paused && pending_known(s)) {
@@ -703,10 +1365,11 @@ static void read_body(conn_st *s, evl_conn *c)
         act(s, fz_u8(&S.in));
     if (s->h_closed || s->ended)
         return;
-    if (k == 0 && len >= S.o.rbuf_max) {
+    if (k == 0 && len >= S.o.rbuf_max && !s->rpaused) { /* "never counts against rbuf_max while paused" */
         /* Nothing consumed from a full buffer: an overflow close, unless a
          * write failed in this call and the failing send aborted it. */
         fz_trace("  conn %d: full and nothing consumed: overflow due", idx(s));
+        cause(s, R(EVL_CLOSE_OVERFLOW));
         s->overflow_maybe = true;
         if (s->write_failed) {
             S.overflows_maybe++;
@@ -724,6 +1387,7 @@ static void read_body(conn_st *s, evl_conn *c)
 static void on_drain(evl_conn *c)
 {
     conn_st *s = st_of(c, "on_drain");
+    check_handler(s, "on_drain");
     FZ_CHECK(S.depth == 0, "on_drain inside another callback (re-entrant)");
     FZ_CHECK(!s->h_closed && !s->ended, "on_drain for conn %d, which is closing", idx(s));
     uint64_t p = pending_known(s) ? model_pending(s) : evl_pending(c);
@@ -745,6 +1409,24 @@ static void on_close(evl_conn *c)
     FZ_CHECK(s >= S.cs && s < S.cs + S.nconns, "on_close: connection with unknown udata");
     FZ_CHECK(s->c == c && s->closes == 0, "on_close for conn %d called twice", idx(s));
     FZ_CHECK(S.depth == 0, "on_close for conn %d inside another callback (re-entrant)", idx(s));
+    check_handler(s, "on_close");
+    /* evloop.h: the first cause wins (a zero close deadline that drops
+     * bytes: TIMEOUT); the errno behind RESET and CONNECT */
+    int why = evl_close_reason(c), err = evl_close_errno(c);
+    fz_trace(" on_close conn %d: %s (errno %d)", idx(s), evl_close_reason_name(why), err);
+    FZ_CHECK(why > EVL_CLOSE_OPEN && why <= EVL_CLOSE_CONNECT && (s->causes & R(why)),
+             "conn %d closed as '%s', which nothing in the script can cause (causes 0x%x)", idx(s),
+             evl_close_reason_name(why), s->causes);
+    FZ_CHECK(!s->first_sure || (s->first & R(why)),
+             "conn %d closed as '%s', but the first cause was 0x%x (first cause wins)", idx(s),
+             evl_close_reason_name(why), s->first);
+    FZ_CHECK(why == EVL_CLOSE_RESET ? err != 0 : why == EVL_CLOSE_CONNECT ? err == s->connect_err && err : err == 0,
+             "conn %d closed as '%s' with errno %d (on_connect said %d)", idx(s), evl_close_reason_name(why), err,
+             s->connect_err);
+    FZ_CHECK(why != EVL_CLOSE_EOF || !s->rpaused || s->eofs > 0, "conn %d closed at EOF while its reading is paused",
+             idx(s));
+    FZ_CHECK(why != EVL_CLOSE_CONNECT || !s->connecting, "conn %d closed as 'connect' before on_connect", idx(s));
+    S.idle_closes += why == EVL_CLOSE_IDLE;
     if (S.stopping) { /* inside evl_run: SIGTERM/SIGINT blocked, read by a signalfd */
         sigset_t now;
         (void)sigprocmask(SIG_BLOCK, NULL, &now);
@@ -761,7 +1443,7 @@ static void on_close(evl_conn *c)
     errno = 0;
     FZ_CHECK(evl_write(c, "x", 1) == -1 && errno == EPIPE, "conn %d: a write in on_close did not fail EPIPE",
              idx(s));
-    bool handler = s->h_closed || s->ended || s->write_failed || s->overflow_maybe;
+    bool handler = s->h_closed || s->ended || s->write_failed || s->overflow_maybe || s->idle_maybe;
     FZ_CHECK(handler || s->peer_shut || s->peer_closed || S.freeing || S.stopping,
              "conn %d closed without a cause: no close, abort, error or overflow; the peer is open", idx(s));
     if (s->h_closed && S.o.close_timeout_ms == LONG_MS && !s->ended && !s->write_failed &&
@@ -960,7 +1642,7 @@ static void peer_connect(void)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     FZ_CHECK(fd >= 0, "socket failed");
     conn_st *s = &S.cs[S.nconns];
-    *s = (conn_st){.peer = fd, .fd = -1, .queued = true, .lst = k};
+    *s = (conn_st){.peer = fd, .fd = -1, .queued = true, .lst = k, .wbuf_max = S.o.wbuf_max, .idle_cur = -1};
     /* autobind: a unique abstract address, the accepted end's peer name */
     struct sockaddr_un any = {.sun_family = AF_UNIX};
     s->name_len = sizeof s->name;
@@ -1020,7 +1702,7 @@ static size_t peer_read(conn_st *s, size_t n)
     if (r < 0 && errno == EAGAIN)
         return 0;
     /* EOF or reset: the loop's end is closed, or shut down by evl_close. */
-    FZ_CHECK(s->closes == 1 || s->refused || (r == 0 && s->h_closed),
+    FZ_CHECK(s->closes == 1 || s->refused || (r == 0 && (s->h_closed || s->shut)),
              "conn %d: the peer got %s while the loop holds the connection open", idx(s),
              r == 0 ? "EOF" : "an error");
     if (!loss_allowed(s))
@@ -1056,7 +1738,9 @@ static void check_state(void)
     FZ_CHECK(st.overflow_closed >= S.overflows && st.overflow_closed <= S.overflows + S.overflows_maybe,
              "stats: overflow_closed %llu, expected %llu (+%llu maybe)", (unsigned long long)st.overflow_closed,
              (unsigned long long)S.overflows, (unsigned long long)S.overflows_maybe);
-    FZ_CHECK(st.idle_closed == 0 && st.emfile == 0 && (st.close_timeouts == 0 || S.o.close_timeout_ms == 0),
+    FZ_CHECK(st.idle_closed == S.idle_closes, "stats: idle_closed %llu, on_close saw %llu idle closes",
+             (unsigned long long)st.idle_closed, (unsigned long long)S.idle_closes);
+    FZ_CHECK(st.emfile == 0 && (st.close_timeouts == 0 || S.o.close_timeout_ms == 0),
              "stats: a counter moved that nothing in this scenario can move");
     FZ_CHECK(st.ticks == S.ticks, "stats: ticks %llu, on_tick ran %llu times", (unsigned long long)st.ticks,
              (unsigned long long)S.ticks);
@@ -1071,7 +1755,7 @@ static void check_state(void)
         FZ_CHECK(evl_conn_of(S.l, s->fd) == s->c, "evl_conn_of(fd of conn %d) is not conn %d", i, i);
         size_t p = evl_pending(s->c), len;
         (void)evl_data(s->c, &len);
-        FZ_CHECK(!S.o.wbuf_max || p <= S.o.wbuf_max, "conn %d: %zu pending > wbuf_max", i, p);
+        FZ_CHECK(!s->wbuf_max || p <= s->wbuf_max, "conn %d: %zu pending > wbuf_max", i, p);
         FZ_CHECK(len <= S.o.rbuf_max, "conn %d: %zu bytes of input > rbuf_max", i, len);
         FZ_CHECK(st.wbuf_peak >= p, "stats: wbuf_peak %llu < pending %zu", (unsigned long long)st.wbuf_peak, p);
         wsum += p;
@@ -1107,10 +1791,15 @@ static void check_state(void)
                          (unsigned long long)mp, (unsigned long long)(taken - s->taken_at_pause));
             }
         }
+        if (s->rpaused && !s->h_closed && s->peer >= 0 && !s->stop_closed) {
+            uint64_t taken = model_taken(s);
+            FZ_CHECK(taken == s->taken_at_rpause, "conn %d: reading paused (evl_read_pause), yet the loop read %llu bytes",
+                     i, (unsigned long long)(taken - s->taken_at_rpause));
+        }
         if (s->read_due && !S.in_run && S.runs >= s->read_due_by) {
             /* Owed and not served: fine only while the model says paused
              * (pending reached wbuf_high and did not yet drain to wbuf_low). */
-            FZ_CHECK(s->h_closed || len == 0 || s->paused || (!pending_known(s) && p > S.o.wbuf_low),
+            FZ_CHECK(s->h_closed || len == 0 || s->paused || s->rpaused || (!pending_known(s) && p > S.o.wbuf_low),
                      "conn %d: %zu bytes of input stranded: no on_read in the run after it was due", i, len);
             s->read_due = false;
         }
@@ -1131,6 +1820,7 @@ static int run(void)
     S.in_run = true;
     S.ticks_at_run = S.ticks;
     fz_trace("run %llu", (unsigned long long)S.runs + 1);
+    uint64_t t0 = now_ns(), serial0 = S.arm_serial;
     int n = evl_run_once(S.l, 0);
     S.in_run = false;
     FZ_CHECK(n >= 0, "evl_run_once failed: errno %d", errno);
@@ -1138,6 +1828,9 @@ static int run(void)
     S.runs++;
     sync_refusals();
     check_state();
+    check_timers(t0, serial0);
+    FZ_CHECK(!S.wake_due || S.runs < S.wake_by, "evl_wakeup %llu runs ago, and no on_wakeup since: lost",
+             (unsigned long long)(S.runs - S.wake_by + 1));
     return n;
 }
 
@@ -1176,6 +1869,7 @@ static bool script_step(uint8_t op)
         conn_st *s = pick(fz_u8(&S.in));
         if (s && s->peer >= 0 && !s->peer_shut) {
             fz_trace("  peer %d: shutdown SHUT_WR", idx(s));
+            latent(s, R(EVL_CLOSE_EOF));
             (void)shutdown(s->peer, SHUT_WR);
             s->peer_shut = true;
         }
@@ -1185,6 +1879,7 @@ static bool script_step(uint8_t op)
         conn_st *s = pick(fz_u8(&S.in));
         if (s && s->peer >= 0) {
             fz_trace("  peer %d: close", idx(s));
+            latent(s, R(EVL_CLOSE_EOF) | R(EVL_CLOSE_RESET));
             (void)close(s->peer);
             s->peer = -1;
             s->peer_closed = true;
@@ -1223,7 +1918,11 @@ static bool script_step(uint8_t op)
         break;
     case 12: tick_due(); break;
     case 13: return false; /* evl_free now, whatever is open or pending */
-    default: break; /* 9: just one more run */
+    case 9: /* ext: time passes (timers, idle timeouts); else just one more run */
+        if (S.ext)
+            sleep_ms(fz_u8(&S.in) & 3);
+        break;
+    default: break;
     }
     return true;
 }
@@ -1251,6 +1950,9 @@ static void read_options(void)
     o->max_conns = b2 >> 1 & 3u;
     S.stop_at_end = (b2 & 8) != 0; /* after settling: no flush waits for the peer */
     o->tick_ms = (b2 & 0x40) ? 1 : 0;
+    /* The calls issue 13 added: bits no committed input before them had set
+     * in this combination (fuzz/regressions/README.md) */
+    S.ext = (b & 0xc0) == 0x80 && (b2 & 0x10);
     fz_trace("options: rbuf_max %zu wbuf_low %zu high %zu max %zu quantum %zu events %d close %d idle %d",
              o->rbuf_max, o->wbuf_low, o->wbuf_high, o->wbuf_max, o->write_quantum, o->max_events,
              o->close_timeout_ms, o->idle_timeout_ms);
@@ -1265,6 +1967,9 @@ static void settle(void)
     for (int i = 0; i < S.nconns; i++) /* the deferred replies are done */
         for (; S.cs[i].c && S.cs[i].holds > 0; S.cs[i].holds--)
             evl_release(S.cs[i].c);
+    for (int i = 0; i < S.nconns; i++) /* and every paused reader reads again */
+        if (S.cs[i].c)
+            do_read_resume(&S.cs[i]);
     /* Input left unconsumed waits for more data that will not come: the
      * handler asks for it again, as a real one does when it is ready. */
     for (int i = 0; i < S.nconns; i++)
@@ -1300,11 +2005,28 @@ static void settle(void)
                 FZ_CHECK(s->peer_eof, "conn %d: evl_close flushed, but the peer never got EOF", i);
             continue;
         }
+        if (s->shut && !loss_allowed(s))
+            FZ_CHECK(s->peer_eof, "conn %d: evl_shutdown and all flushed, but the peer never got EOF", i);
         FZ_CHECK(s->seen == s->sent, "conn %d: %llu of %llu sent bytes delivered", i,
                  (unsigned long long)s->seen, (unsigned long long)s->sent);
         FZ_CHECK(evl_pending(s->c) == 0, "conn %d: %zu bytes pending though the peer reads", i,
                  evl_pending(s->c));
         FZ_CHECK(!s->drain_due, "conn %d: drained to 0, on_drain never called", i);
+    }
+    /* An idle timeout of its own (evl_set_idle_timeout) closes a
+     * connection that settled: nothing moves any more. */
+    int longest = 0;
+    for (int i = 0; i < S.nconns; i++)
+        if (S.cs[i].c && !S.cs[i].h_closed && S.cs[i].idle_cur > longest) /* (closing: its deadline rules) */
+            longest = S.cs[i].idle_cur;
+    if (longest > 0) {
+        sleep_ms((unsigned)longest + 2);
+        (void)run();
+        (void)run();
+        for (int i = 0; i < S.nconns; i++)
+            FZ_CHECK(!S.cs[i].c || S.cs[i].idle_cur <= 0 || S.cs[i].h_closed,
+                     "conn %d: idle timeout %d ms of its own, idle for %d ms and more, yet open", i, S.cs[i].idle_cur,
+                     longest + 2);
     }
 }
 
@@ -1340,10 +2062,12 @@ static timer_t watchdog(bool arm)
  * Callbacks keep acting meanwhile (adopt, add a listener, close others). */
 static void stop_and_run(void)
 {
-    S.stopping = true;
+    S.stopping = true; /* before the causes: evl_close's reasons include STOP */
     for (int i = 0; i < S.nconns; i++)
-        if (S.cs[i].c)
+        if (S.cs[i].c) {
+            cause(&S.cs[i], close_reasons());
             S.cs[i].stop_closed = true;
+        }
     fz_trace("evl_stop, evl_run");
     evl_stop(S.l);
     S.stop_req = true;
@@ -1371,6 +2095,8 @@ static void stop_and_run(void)
     FZ_CHECK(st.conns == 0 && S.closed == S.entered, "evl_run returned with %llu connections open",
              (unsigned long long)st.conns);
     S.runs = st.iterations;
+    if (S.wake_due) /* made in the stop's last iteration: owed by the next runs */
+        S.wake_by = S.runs + 1 + (MAX_CONNS + MAX_PIPES + 3) / (unsigned)S.o.max_events;
     sync_refusals();
     check_state();
 }
@@ -1380,8 +2106,10 @@ static void teardown(int fds_before)
 {
     S.freeing = true;
     for (int i = 0; i < S.nconns; i++)
-        if (S.cs[i].c)
+        if (S.cs[i].c) {
+            cause(&S.cs[i], R(EVL_CLOSE_STOP));
             S.cs[i].ended = true; /* evl_free closes every connection now */
+        }
     evl_free(S.l);
     S.l = NULL;
     for (int i = 0; i < S.nconns; i++) {
@@ -1414,12 +2142,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     S.in = (fz_in){data, size};
     for (int i = 0; i < MAX_PIPES; i++)
         S.ps[i].r = S.ps[i].w = -1;
+    make_targets(); /* once: its fds stay open across inputs */
     int fds_before = fz_count_fds();
     (void)sigprocmask(SIG_BLOCK, NULL, &S.mask0);
 
     read_options();
     evl_handler h = {.on_accept = S.no_accept ? NULL : on_accept, .on_read = on_read, .on_drain = on_drain,
-                     .on_close = on_close, .on_fd = on_fd, .on_tick = on_tick, .on_stop = on_stop};
+                     .on_close = on_close, .on_fd = on_fd, .on_tick = on_tick, .on_stop = on_stop,
+                     .on_wakeup = on_wakeup, .on_connect = on_connect, .on_eof = on_eof};
     if (S.o.wbuf_low > 0) { /* inconsistent options are refused */
         evl_options bad = S.o;
         bad.wbuf_low = bad.wbuf_high + 1;

@@ -295,8 +295,8 @@ static void check_eof_done(evl_conn *c, bool notify)
             evl__conn_kill(c, EVL_CLOSE_LOCAL, 0);
         return;
     }
-    if (evl__linked(&c->ready))
-        return; /* input still to deliver first */
+    if (evl__linked(&c->ready) || c->read_paused)
+        return; /* input still to deliver first; paused: the EOF is not seen yet */
     if (!c->eof_reported && !c->broken) {
         if (!notify) {
             mark_ready(c); /* the loop reports it in its next pass */
@@ -358,7 +358,9 @@ static inline __attribute__((always_inline)) void deliver(evl_conn *c, const cha
         if (after > 0) {
             if (after < before)
                 mark_ready(c); /* pipelined input: never stranded (fault 4) */
-            else if (after >= l->o.rbuf_max) {
+            else if (after >= l->o.rbuf_max && !c->read_paused) {
+                /* (paused: input never counts against rbuf_max; on_read
+                 * sees it again at evl_read_resume) */
                 l->st.overflow_closed++;
                 evl__conn_kill(c, EVL_CLOSE_OVERFLOW, 0);
                 return;
@@ -390,7 +392,9 @@ void evl__conn_after_read(evl_conn *c, size_t before)
     if (after > 0) {
         if (after < before)
             mark_ready(c); /* pipelined input: never stranded (fault 4) */
-        else if (after >= l->o.rbuf_max) {
+        else if (after >= l->o.rbuf_max && !c->read_paused) {
+            /* (paused: input never counts against rbuf_max; on_read sees
+             * it again at evl_read_resume) */
             l->st.overflow_closed++;
             evl__conn_kill(c, EVL_CLOSE_OVERFLOW, 0);
             return;
@@ -779,8 +783,9 @@ void evl_read_resume(evl_conn *c)
     if (!c->read_paused)
         return;
     c->read_paused = 0;
-    if (!evl__dead(c) && !evl__closing(c) && c->rbuf.m)
-        mark_ready(c); /* input that waited is delivered without new data */
+    if (!evl__dead(c) && !evl__closing(c) && (c->rbuf.m || c->peer_eof))
+        mark_ready(c); /* input that waited is delivered without new data,
+                          then the EOF that came meanwhile */
     update_interest(c);
 }
 

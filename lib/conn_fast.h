@@ -46,10 +46,11 @@ static inline void evl__mark_now(evl_conn *c)
  * it consumed, nothing queued. Returns false, having done nothing, when
  * any of that does not hold at the start; anything that turns out
  * differently afterwards is finished by the general code. */
-static inline __attribute__((always_inline)) bool evl__conn_fast_read(evl_conn *c,
+static inline __attribute__((always_inline)) bool evl__conn_fast_read(evl_loop *l, evl_conn *c,
                                                                        uint32_t events)
 {
-    evl_loop *l = c->loop;
+    /* l is c->loop, passed in: the compiler cannot know it and would load
+     * it again after every call. */
     void (*on_read)(evl_conn *) = c->h->on_read;
     if (events != EVL__IN || c->state != EVL__OPEN || c->peer_eof || c->paused ||
         c->read_paused || c->rbuf.m || !on_read)
@@ -61,7 +62,11 @@ static inline __attribute__((always_inline)) bool evl__conn_fast_read(evl_conn *
     }
     if (c->stamp != l->now) /* evl__touch, for a connection known to be open */
         evl__touch(c);
-    evl__mark_now(c);
+    uint16_t it = (uint16_t)l->iter; /* evl__mark_now */
+    if (c->mark != it) {
+        c->mark = it;
+        c->sent_now = 0;
+    }
     c->dispatched = 1;
     evl__list_unlink(&c->ready); /* served by this call (see deliver) */
     l->view_conn = c;

@@ -734,7 +734,7 @@ static inline __attribute__((always_inline)) int run_once(evl_loop *l, int timeo
         evl__io *io = evl__poll_event(l, i, &events);
         if (__builtin_expect(io->kind == EVL__CONN && !io->dead, 1)) {
             evl_conn *c = (evl_conn *)(void *)io;
-            if (!evl__conn_fast_read(c, events))
+            if (!evl__conn_fast_read(l, c, events))
                 evl__conn_event(c, events);
         } else {
             dispatch(l, io, events);

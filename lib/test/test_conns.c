@@ -7,6 +7,7 @@
 #include "testutil.h"
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,12 +53,16 @@ static void own_close(evl_conn *c)
     r->c = NULL;
 }
 
+static size_t pending_at_connect; /* evl_pending in on_connect */
+static int reason_of(const tu_state *s, const tu_rec *r) { return reasons[r - s->recs]; }
+
 static void own_connect(evl_conn *c, int err)
 {
     tu_state *s = evl_loop_udata(evl_loop_of(c));
     TU_CB_CHECK(s, evl_udata(c) != NULL);
     connects++;
     connect_err = err;
+    pending_at_connect = evl_pending(c);
 }
 
 static const evl_handler own = {.on_read = own_read, .on_close = own_close, .on_connect = own_connect};
@@ -105,6 +110,10 @@ static void test_connect_tcp_writes_before_connect_are_kept(void **state)
     assert_int_equal(evl_write(r->c, "two\n", 4), 0);
     TU_RUN_UNTIL(s, connects == 1, 3000);
     assert_int_equal(connect_err, 0);
+    int nodelay = 0; /* as for accepted connections: replies go out at once */
+    socklen_t nl = sizeof nodelay;
+    assert_int_equal(getsockopt(evl_fd(r->c), IPPROTO_TCP, TCP_NODELAY, &nodelay, &nl), 0);
+    assert_int_equal(nodelay, 1);
     TU_RUN_UNTIL(s, r->in.len == 8, 3000);
     assert_memory_equal(r->in.p, "one\ntwo\n", 8);
     tu_finish(s);
@@ -129,6 +138,7 @@ static void test_connect_refused_reports_and_closes(void **state)
         TU_RUN_UNTIL(s, r->closes == 1, 3000);
         assert_int_equal(connects, 1);
         assert_int_equal(connect_err, ECONNREFUSED);
+        assert_int_equal(pending_at_connect, 0); /* the queued write went with the failure */
         assert_int_equal(reasons[0], EVL_CLOSE_CONNECT);
         assert_int_equal(errnos[0], ECONNREFUSED);
     }
@@ -161,6 +171,40 @@ static void test_connect_timeout(void **state)
     assert_int_equal(errnos[0], ETIMEDOUT);
     if (took < 200)
         TU_FAIL("timed out after %llu ms, before its 200 ms", (unsigned long long)took);
+    tu_finish(s);
+}
+
+/* timeout_ms 0 is no timeout: a connect to a full accept queue stays
+ * pending; 1 ms is a timeout like any other. Port 65535 is a port. */
+static void test_connect_timeout_zero_is_none_and_one_is_one(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(lfd, 0), 0);
+    tu_track_fd(lfd);
+    int port = evl_local_port(lfd);
+    for (int i = 0; i < 4; i++) /* fill the queue; later SYNs are dropped */
+        tu_track_fd(tu_tcp_connect(port));
+    usleep(100000);
+    tu_rec *never = connect_rec(s, "127.0.0.1", port, 0);
+    tu_rec *one = connect_rec(s, "127.0.0.1", port, 1);
+    TU_RUN_UNTIL(s, one->closes == 1, 3000);
+    assert_int_equal(reason_of(s, one), EVL_CLOSE_CONNECT);
+    assert_int_equal(connect_err, ETIMEDOUT);
+    tu_run_for(s, 150);
+    assert_int_equal(never->closes, 0); /* still connecting: SYN retried after 1 s */
+    assert_int_equal(connects, 1);
+    errno = 0;
+    evl_conn *c = evl_connect(s->l, "127.0.0.1", 65535, 0, &own, NULL);
+    assert_true(c != NULL || errno != EINVAL);
+    if (c) {
+        assert_non_null(tu_rec_new(s, c, -1));
+        evl_abort(c);
+    }
     tu_finish(s);
 }
 
@@ -203,7 +247,6 @@ static void test_connect_unix_and_bad_addresses(void **state)
 
 /* ---- why a connection closed ------------------------------------------------------ */
 
-static int reason_of(const tu_state *s, const tu_rec *r) { return reasons[r - s->recs]; }
 
 static void test_close_reason_eof_reset_abort_local(void **state)
 {
@@ -330,6 +373,72 @@ static void test_idle_timeout_per_connection(void **state)
     assert_int_equal(never->closes, 0);
     assert_int_equal(reason_of(s, fast), EVL_CLOSE_IDLE);
     assert_int_equal(reason_of(s, dflt), EVL_CLOSE_IDLE);
+    tu_finish(s);
+}
+
+/* Every reason has its name ("open" too), unknown codes "?"; and
+ * evl_foreach_conn visits a connection on fd 0 (a daemon that closed its
+ * stdin gets one there). */
+static void visit_count(evl_conn *c, void *arg)
+{
+    (void)c;
+    ++*(int *)arg;
+}
+
+static void test_close_reason_names_and_foreach_on_fd_0(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"open", "eof",  "reset", "idle",  "overflow", "timeout",
+                                        "local", "abort", "stop",  "nomem", "connect"};
+    for (int i = 0; i <= EVL_CLOSE_CONNECT; i++)
+        assert_string_equal(evl_close_reason_name(i), names[i]);
+    assert_string_equal(evl_close_reason_name(-1), "?");
+    assert_string_equal(evl_close_reason_name(EVL_CLOSE_CONNECT + 1), "?");
+    reset();
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    int saved = dup(0);
+    assert_true(saved >= 0);
+    close(0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(sv[0], 0);
+    tu_track_fd(sv[1]);
+    tu_rec *r = tu_adopt(s, sv[0], sv[1]);
+    int seen = 0;
+    evl_foreach_conn(s->l, visit_count, &seen);
+    assert_int_equal(seen, 1);
+    evl_abort(r->c);
+    tu_step(s, 0);
+    assert_int_equal(dup2(saved, 0), 0);
+    close(saved);
+    tu_finish(s);
+}
+
+/* The loop's idle timeout closes at its deadline: the sweep that the
+ * idle timer wakes for finds the connection due (stamp + idle <= now) and
+ * closes it in that iteration. A sweep that judged it not yet due at
+ * exactly the deadline would re-arm the timer for "now" and spin through
+ * epoll_wait(0) until the clock's next millisecond: hundreds of
+ * iterations for one idle close. Five rounds, each one connection. */
+static void test_idle_close_at_its_deadline_in_one_iteration(void **state)
+{
+    (void)state;
+    reset();
+    evl_options o = tu_opts();
+    o.idle_timeout_ms = 20;
+    o.tick_ms = 0;
+    tu_state *s = tu_new(&o, TU_SINK);
+    s->close_hook = record_close;
+    for (int round = 0; round < 5; round++) {
+        tu_rec *r = tu_pair(s);
+        uint64_t before = tu_stats(s).iterations;
+        TU_RUN_UNTIL(s, r->closes == 1, 3000); /* evl_run_once(10): two waits, then the deadline */
+        uint64_t used = tu_stats(s).iterations - before;
+        if (used > 6)
+            TU_FAIL("round %d: %llu iterations for one idle close of 20 ms (waits of 10 ms)", round,
+                    (unsigned long long)used);
+        assert_int_equal(reason_of(s, r), EVL_CLOSE_IDLE);
+    }
     tu_finish(s);
 }
 
@@ -665,6 +774,9 @@ int main(void)
         TU_TEST(test_read_resume_delivers_buffered_input),
         TU_TEST(test_stop_hook_says_goodbye),
         TU_TEST(test_foreach_tolerates_closing_during_the_walk),
+        TU_TEST(test_idle_close_at_its_deadline_in_one_iteration),
+        TU_TEST(test_connect_timeout_zero_is_none_and_one_is_one),
+        TU_TEST(test_close_reason_names_and_foreach_on_fd_0),
     };
     return cmocka_run_group_tests_name("test_conns", tests, NULL, NULL);
 }

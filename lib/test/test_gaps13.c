@@ -10,6 +10,7 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -171,6 +172,15 @@ static void test_new_fails_cleanly_without_eventfd_poll_or_events(void **state)
 
 /* ---- evl_connect's failures -------------------------------------------------------- */
 
+/* Open fds of this process (the failures below must leave none behind). */
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
 static void test_connect_failures_report_and_leave_nothing(void **state)
 {
     (void)state;
@@ -178,6 +188,7 @@ static void test_connect_failures_report_and_leave_nothing(void **state)
     evl_loop *l = loop(&g_h, 0);
     int port;
     tcp_listener("127.0.0.1", &port);
+    int fds = open_fds();
     char longpath[200];
     memset(longpath, 'a', sizeof longpath - 1);
     longpath[0] = '/';
@@ -216,6 +227,7 @@ static void test_connect_failures_report_and_leave_nothing(void **state)
     struct evl_stats st;
     evl_stats(l, &st);
     assert_int_equal(st.conns, 0);
+    assert_int_equal(open_fds(), fds); /* each failure closed its socket */
     disarm();
     evl_free(l);
     assert_int_equal(closes, 0); /* none of them became a connection */

@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct fired {
     int count;
@@ -108,6 +109,61 @@ static void test_timer_order_matches_a_model(void **state)
     }
     for (int i = 0; i < N; i++)
         evl_timer_free(t[i]);
+    tu_finish(s);
+}
+
+/* The same, judged in one timer pass: armed, stopped and re-armed at random
+ * (stops from the middle of the heap move its last element there), then
+ * every deadline passes and a single evl_run_once fires them all: the heap
+ * alone decides the order, which must be the deadlines' to within the time
+ * the arming took. A heap left out of order by a stop shows at once. */
+static void test_timer_one_pass_fires_in_deadline_order(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    tu_state *s = tu_new(NULL, TU_HOLD);
+    static evl_timer *t[N];
+    static uint64_t after[N];
+    static bool live[N];
+    for (int round = 0; round < 5; round++) {
+        reset();
+        srand(100 + (unsigned)round);
+        uint64_t t0 = tu_now_ms();
+        for (int i = 0; i < N; i++) {
+            t[i] = evl_timer_new(s->l, record, &ids[i]);
+            assert_non_null(t[i]);
+            after[i] = (uint64_t)(rand() % 40) * 5;
+            assert_int_equal(evl_timer_start(t[i], after[i], 0), 0);
+            live[i] = true;
+        }
+        for (int k = 0; k < 3 * N; k++) {
+            int i = rand() % N;
+            if (rand() % 3 == 0) {
+                evl_timer_stop(t[i]);
+                live[i] = false;
+            } else {
+                after[i] = (uint64_t)(rand() % 40) * 5;
+                assert_int_equal(evl_timer_start(t[i], after[i], 0), 0);
+                live[i] = true;
+            }
+        }
+        uint64_t arming = tu_now_ms() - t0 + 1; /* start instants differ by at most this */
+        int want = 0;
+        for (int i = 0; i < N; i++)
+            want += live[i];
+        usleep((useconds_t)(200 + arming) * 1000);
+        assert_true(evl_run_once(s->l, 0) >= 0);
+        assert_int_equal(F.norder, want);
+        for (int k = 1; k < F.norder; k++) {
+            int a = F.order[k - 1], b = F.order[k];
+            assert_true(live[a] && live[b]);
+            if (after[a] > after[b] + arming)
+                TU_FAIL("round %d: timer %d (%llu ms) fired before timer %d (%llu ms) in one pass", round, a,
+                        (unsigned long long)after[a], b, (unsigned long long)after[b]);
+        }
+        for (int i = 0; i < N; i++)
+            evl_timer_free(t[i]);
+    }
     tu_finish(s);
 }
 
@@ -227,6 +283,13 @@ static void test_timer_errors_and_free_by_loop(void **state)
     assert_int_equal(evl_timer_start(t, UINT64_MAX, 0), -1);
     assert_int_equal(errno, EINVAL);
     assert_false(evl_timer_pending(t));
+    /* 2^63 - 1 ms is the largest time taken ("EINVAL: a time >= 2^63 ms") */
+    assert_int_equal(evl_timer_start(t, UINT64_MAX / 2, UINT64_MAX / 2), 0);
+    assert_true(evl_timer_pending(t));
+    errno = 0;
+    assert_int_equal(evl_timer_start(t, 0, UINT64_MAX / 2 + 1), -1);
+    assert_int_equal(errno, EINVAL);
+    evl_timer_stop(t);
     assert_int_equal(evl_timer_start(t, 1000, 1000), 0);
     evl_timer_free(NULL);
     /* t and a second, unstarted timer are left to evl_free: ASan's leak
@@ -263,6 +326,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TU_TEST(test_timer_one_shot_fires_once_not_early),
         TU_TEST(test_timer_order_matches_a_model),
+        TU_TEST(test_timer_one_pass_fires_in_deadline_order),
         TU_TEST(test_timer_periodic_and_stop_from_own_callback),
         TU_TEST(test_timer_free_from_own_periodic_callback),
         TU_TEST(test_timer_rearmed_at_zero_does_not_hold_the_loop),
