@@ -5,7 +5,7 @@
  * on_eof, the overrides on connections in every state, the trim timer when
  * little was released, and evl_free meeting a connection with its own idle
  * timer. Each test drives its own loop with its own handler (the shared
- * recording handler of testutil.c has no on_eof or on_wakeup), over a
+ * recording handler of testutil.c has no on_eof), over a
  * socketpair whose far end the test plays.
  *
  * Allocations fail through the linker's --wrap (tools/coverage/unit-wraps.sh
@@ -126,9 +126,9 @@ struct hp {
     int reads, eofs, closes;
     int close_reason, close_errno;
     enum { EOF_NOTHING, EOF_CLOSE, EOF_WAKE } eof_does;
-    bool in_release;     /* inside evl_release, called from on_wakeup */
+    bool in_release;     /* inside evl_release, called from on_read */
     bool eof_in_release; /* on_eof ran inside evl_release: it must not */
-    bool wake_pause_release; /* on_wakeup: evl_read_pause, then evl_release */
+    bool release_in_read;    /* the second on_read: evl_release */
 };
 
 static struct hp *hp_of(evl_conn *c) { return evl_udata(c); }
@@ -140,6 +140,11 @@ static void hp_read(evl_conn *c)
     (void)evl_data(c, &len);
     h->reads++;
     evl_consume(c, len < h->consume ? len : h->consume);
+    if (h->release_in_read && h->reads == 2) {
+        h->in_release = true;
+        evl_release(c);
+        h->in_release = false;
+    }
 }
 
 static void hp_eof(evl_conn *c)
@@ -165,19 +170,8 @@ static void hp_close(evl_conn *c)
     h->c = NULL;
 }
 
-static void hp_wakeup(evl_loop *l)
-{
-    struct hp *h = evl_loop_udata(l);
-    if (h->wake_pause_release && h->c) {
-        evl_read_pause(h->c);
-        h->in_release = true;
-        evl_release(h->c);
-        h->in_release = false;
-    }
-}
-
 static const evl_handler hp_handler = {
-    .on_read = hp_read, .on_eof = hp_eof, .on_close = hp_close, .on_wakeup = hp_wakeup};
+    .on_read = hp_read, .on_eof = hp_eof, .on_close = hp_close};
 /* No on_read: input is never taken by the fast path, and all of it stays. */
 static const evl_handler hp_noread = {.on_close = hp_close};
 
@@ -326,17 +320,17 @@ static void test_buf_reserve_beyond_size_max(void **state)
 
 /* ---- on_eof ---------------------------------------------------------------- */
 
-/* The peer's EOF arrives while input waits for re-dispatch; a handler then
- * pauses reading (unlinking it) and releases its hold, all in one
- * iteration: on_eof is not called from inside evl_release but from the
- * loop's next pass, once, and the connection then closes as EOF. */
+/* The peer's EOF arrives while input waits for re-dispatch; the on_read
+ * that takes the rest releases the handler's hold: on_eof is not called
+ * from inside evl_release but from the loop's next pass, once, and the
+ * connection then closes as EOF. */
 static void test_eof_after_release_is_reported_from_the_loop(void **state)
 {
     (void)state;
     struct hp h;
     hp_open(&h, &hp_handler, NULL);
     h.consume = 1;
-    h.wake_pause_release = true;
+    h.release_in_read = true;
     evl_hold(h.c);
     tu_peer_sends(h.peer, "ab");
     assert_int_equal(shutdown(h.peer, SHUT_WR), 0);
@@ -345,10 +339,11 @@ static void test_eof_after_release_is_reported_from_the_loop(void **state)
     assert_int_equal(evl_run_once(h.l, 0), 1);
     assert_int_equal(h.reads, 1);
     assert_int_equal(h.eofs, 0);
-    /* 2: the EOF is read (input still waits: no on_eof yet); on_wakeup
-     * pauses and releases. */
-    assert_int_equal(evl_wakeup(h.l), 0);
+    /* 2: the EOF is read (input still waits: no on_eof yet); the
+     * re-dispatch's on_read takes "b" and releases. */
     assert_true(evl_run_once(h.l, 1000) >= 1);
+    assert_int_equal(h.reads, 2);
+    assert_int_equal(h.eofs, 0);
     HP_RUN_UNTIL(&h, h.closes == 1, 2000);
     assert_int_equal(h.eofs, 1);
     assert_false(h.eof_in_release);
