@@ -71,3 +71,4 @@ $(ASAN)/test/test_gaps $(BUILD)/test/test_gaps: UNIT_LDFLAGS = $(GAPS_WRAP)
 # wrap list is read from the file (tools/coverage/unit-wraps.sh).
 $(ASAN)/test/test_gaps13 $(BUILD)/test/test_gaps13: UNIT_LDFLAGS = $(shell tools/coverage/unit-wraps.sh lib/test/test_gaps13.c)
 $(ASAN)/test/test_attack $(BUILD)/test/test_attack: UNIT_LDFLAGS = $(shell tools/coverage/unit-wraps.sh lib/test/test_attack.c)
+$(ASAN)/test/test_hotpath $(BUILD)/test/test_hotpath: UNIT_LDFLAGS = $(shell tools/coverage/unit-wraps.sh lib/test/test_hotpath.c)
