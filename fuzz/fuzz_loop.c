@@ -75,6 +75,11 @@ typedef struct conn_st {
     socklen_t name_len;       /*   by which the accepted end is known */
     bool refused;             /* refused: by on_accept or by max_conns */
     bool peer_shut, peer_closed, peer_eof;
+    bool eof_closes;          /* on_eof returned with nothing pending and no
+                                 hold: the loop closes it (EOF) at once, and
+                                 a write from a later callback of the same
+                                 pass (another connection's on_close) fails
+                                 with EPIPE before its own on_close runs */
     bool h_closed;            /* the handler called evl_close */
     bool write_failed;        /* a write failed: later ones fail with EPIPE */
     bool ended;               /* certainly aborted: on_close by the run's end */
@@ -422,7 +427,7 @@ static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
         /* Either the send failed (the connection is aborted) or an earlier
          * error was seen (it lives on to deliver its input): not ended. */
         /* A unix socket refuses writes only when its peer is gone. */
-        FZ_CHECK((e == EPIPE || e == ECONNRESET) && s->peer_closed,
+        FZ_CHECK(((e == EPIPE || e == ECONNRESET) && s->peer_closed) || (e == EPIPE && s->eof_closes),
                  "conn %d: evl_write failed, errno %d, with the peer open", idx(s), e);
         cause(s, R(EVL_CLOSE_RESET));
     }
@@ -1213,6 +1218,8 @@ static void on_eof(evl_conn *c)
     if (S.ext && scripted()) /* pass the half-close on, hold, reply, close... */
         act(s, fz_u8(&S.in));
     S.depth--;
+    if (s->c == c && evl_pending(c) == 0 && s->holds == 0 && !s->rpaused)
+        s->eof_closes = true; /* check_eof_done kills it right after this returns */
 }
 
 static void on_read(evl_conn *c);
