@@ -1805,8 +1805,12 @@ static void check_state(void)
         }
         if (s->read_due && !S.in_run && S.runs >= s->read_due_by) {
             /* Owed and not served: fine only while the model says paused
-             * (pending reached wbuf_high and did not yet drain to wbuf_low). */
-            FZ_CHECK(s->h_closed || len == 0 || s->paused || s->rpaused || (!pending_known(s) && p > S.o.wbuf_low),
+             * (pending reached wbuf_high and did not yet drain to wbuf_low),
+             * or where the marks meet (low == high == pending: a write that
+             * reached high paused reading, and no flush has drained it
+             * since; note_pending makes no claim there either). */
+            FZ_CHECK(s->h_closed || len == 0 || s->paused || s->rpaused || (!pending_known(s) && p > S.o.wbuf_low) ||
+                         (p >= S.o.wbuf_high && p <= S.o.wbuf_low),
                      "conn %d: %zu bytes of input stranded: no on_read in the run after it was due", i, len);
             s->read_due = false;
         }
