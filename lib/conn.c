@@ -38,8 +38,22 @@ static void enter(evl_conn *c, enum evl__state to)
 
 static void mark_ready(evl_conn *c)
 {
+    c->eof_only = 0;
     if (!evl__linked(&c->ready))
         evl__list_append(&c->loop->ready, &c->ready);
+    c->loop->attention = 1;
+}
+
+/* The EOF is to be reported from the loop's next pass; any input left is
+ * what on_read already saw and did not consume, so the pass reports the
+ * EOF without calling on_read again ("it waits for more data", and none
+ * will come). */
+static void mark_eof_report(evl_conn *c)
+{
+    if (evl__linked(&c->ready))
+        return; /* input to re-dispatch first: the EOF follows it */
+    c->eof_only = 1;
+    evl__list_append(&c->loop->ready, &c->ready);
     c->loop->attention = 1;
 }
 
@@ -299,7 +313,7 @@ static void check_eof_done(evl_conn *c, bool notify)
         return; /* input still to deliver first; paused: the EOF is not seen yet */
     if (!c->eof_reported && !c->broken) {
         if (!notify) {
-            mark_ready(c); /* the loop reports it in its next pass */
+            mark_eof_report(c); /* the loop reports it in its next pass */
             return;
         }
         c->eof_reported = 1;
@@ -376,7 +390,16 @@ static inline __attribute__((always_inline)) void deliver(evl_conn *c, const cha
         check_eof_done(c, true);
 }
 
-void evl__conn_deliver(evl_conn *c) { deliver(c, NULL, 0); }
+void evl__conn_deliver(evl_conn *c)
+{
+    if (c->eof_only) { /* only the EOF to report (mark_eof_report) */
+        c->eof_only = 0;
+        evl__list_unlink(&c->ready);
+        check_eof_done(c, true);
+        return;
+    }
+    deliver(c, NULL, 0);
+}
 
 /* fast_read's tail when on_read left something: deliver's, from after the
  * call (the view is already closed: l->view_len and l->view are what is

@@ -133,6 +133,8 @@ struct evl_conn {
     uint16_t wr_shut : 1;    /* the FIN is sent */
     uint16_t dispatched : 1; /* on_read was called in iteration `mark` */
     uint16_t interest_queued : 1; /* in loop->dirty: epoll_ctl before the wait */
+    uint16_t eof_only : 1;   /* in loop->ready only to report the EOF: no
+                                on_read with input it already declined */
     int16_t err;             /* errno behind the close reason */
 };
 

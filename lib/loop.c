@@ -638,7 +638,7 @@ static void redispatch(evl_loop *l)
     /* At most max_events calls per iteration, as for events: a thousand
      * pipelining clients cannot make one iteration long. The rest keep their
      * turn, first in the next iteration's pass. */
-    for (int calls = 0; !evl__list_empty(&batch); calls++) {
+    for (int calls = 0; !evl__list_empty(&batch);) {
         if (calls == l->o.max_events) {
             evl__link *first = batch.next, *last = batch.prev;
             last->next = l->ready.next; /* batch, then what was marked meanwhile */
@@ -654,6 +654,9 @@ static void redispatch(evl_loop *l)
             continue;
         }
         evl__conn_deliver(c);
+        /* Only a call of on_read counts: a connection that cannot be
+         * served now (paused, closed meanwhile) takes no one's turn. */
+        calls += c->dispatched && c->mark == (uint16_t)l->iter;
         reap(l);
     }
 }

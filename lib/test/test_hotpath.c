@@ -129,6 +129,7 @@ struct hp {
     bool in_release;     /* inside evl_release, called from on_read */
     bool eof_in_release; /* on_eof ran inside evl_release: it must not */
     bool release_in_read;    /* the second on_read: evl_release */
+    bool decline_after_first; /* from the second on_read on, consume nothing */
 };
 
 static struct hp *hp_of(evl_conn *c) { return evl_udata(c); }
@@ -139,7 +140,8 @@ static void hp_read(evl_conn *c)
     size_t len;
     (void)evl_data(c, &len);
     h->reads++;
-    evl_consume(c, len < h->consume ? len : h->consume);
+    if (!(h->decline_after_first && h->reads > 1))
+        evl_consume(c, len < h->consume ? len : h->consume);
     if (h->release_in_read && h->reads == 2) {
         h->in_release = true;
         evl_release(c);
@@ -347,6 +349,34 @@ static void test_eof_after_release_is_reported_from_the_loop(void **state)
     HP_RUN_UNTIL(&h, h.closes == 1, 2000);
     assert_int_equal(h.eofs, 1);
     assert_false(h.eof_in_release);
+    assert_int_equal(h.close_reason, EVL_CLOSE_EOF);
+    hp_done(&h);
+}
+
+/* As above, but the on_read that releases consumes nothing: the EOF comes
+ * from the loop's next pass without another on_read of the input it just
+ * declined ("it waits for more data", and none will come). Found by
+ * fuzz_loop: on_read again with the same bytes. */
+static void test_eof_after_release_does_not_repeat_declined_input(void **state)
+{
+    (void)state;
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    h.consume = 1;
+    h.release_in_read = true;
+    h.decline_after_first = true;
+    evl_hold(h.c);
+    tu_peer_sends(h.peer, "abc");
+    assert_int_equal(shutdown(h.peer, SHUT_WR), 0);
+    assert_true(tu_wait_readable(evl_fd(h.c), 2000));
+    assert_int_equal(evl_run_once(h.l, 0), 1); /* "a" consumed, "bc" waits */
+    assert_int_equal(h.reads, 1);
+    assert_true(evl_run_once(h.l, 1000) >= 1); /* EOF read; "bc" declined; release */
+    assert_int_equal(h.reads, 2);
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000);
+    if (h.reads != 2)
+        TU_FAIL("on_read called %d times: the declined input was shown again", h.reads);
+    assert_int_equal(h.eofs, 1);
     assert_int_equal(h.close_reason, EVL_CLOSE_EOF);
     hp_done(&h);
 }
@@ -967,6 +997,7 @@ int main(void)
         TU_TEST(test_unconsumed_input_without_memory_closes_nomem),
         TU_TEST(test_buf_reserve_beyond_size_max),
         TU_TEST(test_eof_after_release_is_reported_from_the_loop),
+        TU_TEST(test_eof_after_release_does_not_repeat_declined_input),
         TU_TEST(test_on_eof_may_close),
         TU_TEST(test_on_eof_may_wake_for_the_input_left),
         TU_TEST(test_overrides_on_closing_and_killed_connections),
