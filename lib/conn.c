@@ -50,8 +50,7 @@ static void mark_ready(evl_conn *c)
  * will come). */
 static void mark_eof_report(evl_conn *c)
 {
-    if (evl__linked(&c->ready))
-        return; /* input to re-dispatch first: the EOF follows it */
+    /* not linked: check_eof_done returns before this while it is */
     c->eof_only = 1;
     evl__list_append(&c->loop->ready, &c->ready);
     c->loop->attention = 1;
