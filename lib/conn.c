@@ -333,6 +333,38 @@ static void check_eof_done(evl_conn *c, bool notify)
 
 /* ---- input -------------------------------------------------------------- */
 
+/* What follows an on_read call: keep the unconsumed tail of input shown in
+ * place (the view is closed already: l->view_len and l->view are what is
+ * left of it), re-dispatch pipelined input, close on overflow, interest,
+ * EOF. Shared by deliver and the inlined fast path (conn_fast.h). */
+static void after_on_read(evl_conn *c, size_t before, bool in_place)
+{
+    evl_loop *l = c->loop;
+    size_t after = in_place ? l->view_len : RLEN(c);
+    if (in_place && after > 0 && !evl__dead(c) && evl__buf_append(&c->rbuf, l->view, after) < 0)
+        evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
+    if (c->state != EVL__OPEN)
+        return; /* closed or killed by on_read */
+    if (after > 0) {
+        if (after < before)
+            mark_ready(c); /* pipelined input: never stranded (fault 4) */
+        else if (after >= l->o.rbuf_max && !c->read_paused) {
+            /* (paused: input never counts against rbuf_max; on_read
+             * sees it again at evl_read_resume) */
+            l->st.overflow_closed++;
+            evl__conn_kill(c, EVL_CLOSE_OVERFLOW, 0);
+            return;
+        }
+    }
+    /* Input shown in place and all consumed leaves the interest as it
+     * was; calls that change it (a queued write, a pause) queue the
+     * change themselves. Buffered input may have crossed rbuf_max. */
+    if (c->rbuf.m || !in_place)
+        update_interest(c);
+    if (c->peer_eof)
+        check_eof_done(c, true);
+}
+
 /* on_read with the input the connection has: its buffer, or (view) the
  * bytes just read into the loop's buffer, shown in place; only what on_read
  * leaves unconsumed of those is copied. */
@@ -356,34 +388,10 @@ static inline __attribute__((always_inline)) void deliver(evl_conn *c, const cha
         }
         if (c->h->on_read)
             c->h->on_read(c);
-        size_t after;
-        if (view) {
-            after = l->view_len;
+        if (view)
             l->view_conn = NULL;
-            /* Keep only the unconsumed tail of input shown in place. */
-            if (after > 0 && !evl__dead(c) && evl__buf_append(&c->rbuf, l->view, after) < 0)
-                evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
-        } else {
-            after = RLEN(c);
-        }
-        if (c->state != EVL__OPEN)
-            return; /* closed or killed by on_read */
-        if (after > 0) {
-            if (after < before)
-                mark_ready(c); /* pipelined input: never stranded (fault 4) */
-            else if (after >= l->o.rbuf_max && !c->read_paused) {
-                /* (paused: input never counts against rbuf_max; on_read
-                 * sees it again at evl_read_resume) */
-                l->st.overflow_closed++;
-                evl__conn_kill(c, EVL_CLOSE_OVERFLOW, 0);
-                return;
-            }
-        }
-        /* Input shown in place and all consumed leaves the interest as it
-         * was; calls that change it (a queued write, a pause) queue the
-         * change themselves. Buffered input may have crossed rbuf_max. */
-        if (c->rbuf.m || !view)
-            update_interest(c);
+        after_on_read(c, before, view != NULL);
+        return;
     }
     if (c->peer_eof)
         check_eof_done(c, true);
@@ -400,33 +408,8 @@ void evl__conn_deliver(evl_conn *c)
     deliver(c, NULL, 0);
 }
 
-/* fast_read's tail when on_read left something: deliver's, from after the
- * call (the view is already closed: l->view_len and l->view are what is
- * left of it). */
-void evl__conn_after_read(evl_conn *c, size_t before)
-{
-    evl_loop *l = c->loop;
-    size_t after = l->view_len;
-    if (after > 0 && !evl__dead(c) && evl__buf_append(&c->rbuf, l->view, after) < 0)
-        evl__conn_kill(c, EVL_CLOSE_NOMEM, ENOMEM);
-    if (c->state != EVL__OPEN)
-        return; /* closed or killed by on_read */
-    if (after > 0) {
-        if (after < before)
-            mark_ready(c); /* pipelined input: never stranded (fault 4) */
-        else if (after >= l->o.rbuf_max && !c->read_paused) {
-            /* (paused: input never counts against rbuf_max; on_read sees
-             * it again at evl_read_resume) */
-            l->st.overflow_closed++;
-            evl__conn_kill(c, EVL_CLOSE_OVERFLOW, 0);
-            return;
-        }
-    }
-    if (c->rbuf.m)
-        update_interest(c);
-    if (c->peer_eof)
-        check_eof_done(c, true);
-}
+/* fast_read's tail when on_read left something (deliver's tail). */
+void evl__conn_after_read(evl_conn *c, size_t before) { after_on_read(c, before, true); }
 
 /* Reading while closing: discard, until the peer's EOF or reset. */
 static void read_discard(evl_conn *c)
