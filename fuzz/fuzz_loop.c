@@ -111,8 +111,10 @@ typedef struct conn_st {
     bool tcp;                 /*   to a TCP port nobody listens on */
     bool tcp_timeout;         /*   with a timeout */
     bool h2;                  /* served by the second handler (evl_set_handler) */
+    bool h2_old;              /*   set through the 1.0/1.1 entry: on_read, not on_data */
     bool idle_maybe;          /* an idle timeout of its own was set: IDLE possible */
-    bool visited;             /* seen by the current evl_foreach_conn */
+    uint32_t visited;         /* seen by the evl_foreach_conn walk at depth d: bit d
+                                 (a walk's callback may start another walk) */
 } conn_st;
 
 typedef struct timer_st {
@@ -144,6 +146,9 @@ static struct fuzz_state {
     bool ext;                 /* the functions issue 13 added are in the script */
     bool wake_due;            /* on_wakeup is owed */
     bool via2;                /* the callback came through the second handler */
+    int walks;                /* evl_foreach_conn walks in progress (nested) */
+    bool data_mode;           /* inside on_data: part of the consume is the return */
+    size_t data_ret;          /*   what it returns */
     uint64_t entered, closed, overflows, overflows_maybe, callbacks;
     int lfd[2];               /* listening sockets side by side, or -1 */
     bool no_accept;           /* on_accept is NULL: every connection kept */
@@ -970,9 +975,10 @@ static void visit(evl_conn *c, void *arg)
 {
     FZ_CHECK(arg == &S, "evl_foreach_conn passed a wrong argument");
     conn_st *s = st_of(c, "evl_foreach_conn");
-    FZ_CHECK(!s->visited, "evl_foreach_conn visited conn %d twice", idx(s));
+    uint32_t bit = 1u << (S.walks - 1);
+    FZ_CHECK(!(s->visited & bit), "evl_foreach_conn visited conn %d twice", idx(s));
     FZ_CHECK(!s->h_closed && !s->ended, "evl_foreach_conn visited conn %d, which is closing or aborted", idx(s));
-    s->visited = true;
+    s->visited |= bit;
     fz_trace("  foreach: conn %d", idx(s));
     if (scripted()) {
         uint8_t b = fz_u8(&S.in);
@@ -983,16 +989,21 @@ static void visit(evl_conn *c, void *arg)
 
 static void do_foreach(void)
 {
+    if (S.walks == 31)
+        return; /* nested that deep: one bit per walk is all there is */
+    uint32_t bit = 1u << S.walks;
     int n = S.nconns; /* connections adopted meanwhile may or may not be visited */
     bool open[MAX_CONNS];
     for (int i = 0; i < n; i++) {
-        S.cs[i].visited = false;
+        S.cs[i].visited &= ~bit;
         open[i] = S.cs[i].c && !maybe_dead(&S.cs[i]);
     }
     fz_trace("  evl_foreach_conn");
+    S.walks++;
     evl_foreach_conn(S.l, visit, &S);
+    S.walks--;
     for (int i = 0; i < n; i++)
-        FZ_CHECK(!open[i] || S.cs[i].visited || maybe_dead(&S.cs[i]), /* (the walk may close it first) */
+        FZ_CHECK(!open[i] || (S.cs[i].visited & bit) || maybe_dead(&S.cs[i]), /* (the walk may close it first) */
                  "evl_foreach_conn skipped conn %d, which is open", i);
 }
 
@@ -1138,10 +1149,13 @@ static void do_connect(uint8_t b)
     conn_st *s = &S.cs[S.nconns];
     bool tcp = (b & 7) == 7;
     int timeout = (b & 0x10) ? (tcp ? 1 + (b >> 5 & 3) : LONG_MS) : 0;
-    *s = (conn_st){.peer = -1, .wbuf_max = S.o.wbuf_max, .idle_cur = -1, .connecting = true, .h2 = (b & 8) != 0};
+    *s = (conn_st){.peer = -1, .wbuf_max = S.o.wbuf_max, .idle_cur = -1, .connecting = true, .h2 = (b & 8) != 0,
+                   .h2_old = (b & 8) && (b & 0x80)};
     s->in_stream = 2u * (uint32_t)idx(s) + 1;
     s->out_stream = 2u * (uint32_t)idx(s) + 2;
-    evl_conn *c = evl_connect(S.l, tcp ? "127.0.0.1" : X.path, X.tcpport, timeout, s->h2 ? &H2 : NULL, s);
+    const char *addr = tcp ? "127.0.0.1" : X.path;
+    evl_conn *c = s->h2_old ? (evl_connect)(S.l, addr, X.tcpport, timeout, &H2, s) /* the 1.1 entry */
+                            : evl_connect(S.l, addr, X.tcpport, timeout, s->h2 ? &H2 : NULL, s);
     fz_trace("  conn %d: evl_connect %s timeout %d -> %p errno %d", idx(s), tcp ? "tcp (refused)" : "unix", timeout,
              (void *)c, c ? 0 : errno);
     if (tcp && !c) {
@@ -1225,7 +1239,23 @@ static void on_eof(evl_conn *c)
 static void on_read(evl_conn *c);
 static void on_drain(evl_conn *c);
 static void on_close(evl_conn *c);
-static void on_read2(evl_conn *c) { S.via2 = true; on_read(c); }
+static size_t on_data(evl_conn *c, const char *data, size_t len);
+/* H2 has on_data and on_read: on_read only when it was set through the old
+ * entry, which must not see on_data (evloop.h, evl_set_handler). */
+static void on_read2(evl_conn *c)
+{
+    S.via2 = true;
+    conn_st *s = st_of(c, "on_read");
+    FZ_CHECK(s->h2_old, "conn %d: on_read through a handler with on_data, set by the sized entry", idx(s));
+    on_read(c);
+}
+static size_t on_data2(evl_conn *c, const char *data, size_t len)
+{
+    S.via2 = true;
+    conn_st *s = st_of(c, "on_data");
+    FZ_CHECK(!s->h2_old, "conn %d: on_data through a handler set by the old entry (read past its struct)", idx(s));
+    return on_data(c, data, len);
+}
 static void on_drain2(evl_conn *c) { S.via2 = true; on_drain(c); }
 static void on_close2(evl_conn *c) { S.via2 = true; on_close(c); }
 static void on_eof2(evl_conn *c) { S.via2 = true; on_eof(c); }
@@ -1233,7 +1263,7 @@ static void on_connect2(evl_conn *c, int err) { S.via2 = true; on_connect(c, err
 
 /* A per-connection handler: the same callbacks, known by the wrapper. */
 static const evl_handler H2 = {.on_read = on_read2, .on_drain = on_drain2, .on_close = on_close2,
-                               .on_eof = on_eof2, .on_connect = on_connect2};
+                               .on_eof = on_eof2, .on_connect = on_connect2, .on_data = on_data2};
 
 static void do_remove_listener(int k)
 {
@@ -1276,8 +1306,13 @@ static void ext_act(conn_st *self, uint8_t b)
     case 12:
         if (t && t->c) {
             t->h2 = (b & 0x40) != 0;
-            evl_set_handler(t->c, t->h2 ? &H2 : NULL);
-            fz_trace("  conn %d: evl_set_handler(%s)", idx(t), t->h2 ? "second" : "NULL: the loop's");
+            t->h2_old = t->h2 && (b & 0x80); /* the 1.1 entry: H2 read without on_data */
+            if (t->h2_old)
+                (evl_set_handler)(t->c, &H2);
+            else
+                evl_set_handler(t->c, t->h2 ? &H2 : NULL);
+            fz_trace("  conn %d: evl_set_handler(%s)", idx(t),
+                     t->h2_old ? "second, old entry" : t->h2 ? "second" : "NULL: the loop's");
         }
         break;
     case 13: do_remove_listener(k & 1); break;
@@ -1313,6 +1348,30 @@ static void on_read(evl_conn *c)
     read_body(s, c);
     S.reading = NULL;
     S.depth--;
+}
+
+/* on_read's checks and choices, with what it consumes split between
+ * evl_consume inside and the returned count, which the loop consumes after
+ * it returns (evloop.h, on_data). */
+static size_t on_data(evl_conn *c, const char *data, size_t len)
+{
+    conn_st *s = st_of(c, "on_data");
+    size_t vlen;
+    const char *v = evl_data(c, &vlen);
+    FZ_CHECK(v == data && vlen == len, "conn %d: on_data's input (%zu bytes) is not evl_data's (%zu)", idx(s), len,
+             vlen);
+    FZ_CHECK(S.depth == 0, "on_data inside another callback (re-entrant)");
+    FZ_CHECK(S.reading == NULL, "on_data for conn %d inside on_read for conn %d", idx(s),
+             S.reading ? idx(S.reading) : -1);
+    S.depth++;
+    S.reading = s;
+    S.data_mode = true;
+    S.data_ret = 0;
+    read_body(s, c);
+    S.data_mode = false;
+    S.reading = NULL;
+    S.depth--;
+    return S.data_ret;
 }
 
 static void read_body(conn_st *s, evl_conn *c)
@@ -1358,15 +1417,24 @@ static void read_body(conn_st *s, evl_conn *c)
     default: k = fz_u16(&S.in) % (len + 1); break;
     }
     /* "n larger than the input drops all": sometimes ask for more */
-    fz_trace("  consume %zu", k);
-    evl_consume(c, k == len ? len + (b >> 4) : k);
-    s->seen += k;
-    s->quiet = k == 0;
+    size_t ask = k == len ? len + (b >> 4) : k;
+    size_t gone = k; /* consumed before act() below */
+    if (S.data_mode) { /* on_data: some inside, the rest by the return */
+        gone = (b & 4) ? k / 2 : 0;
+        evl_consume(c, gone);
+        S.data_ret = ask - gone;
+        fz_trace("  consume %zu, %zu of it by on_data's return", k, k - gone);
+    } else {
+        fz_trace("  consume %zu", k);
+        evl_consume(c, ask);
+    }
     size_t rest;
     d = (const uint8_t *)evl_data(c, &rest);
-    FZ_CHECK(rest == len - k, "conn %d: consume %zu of %zu left %zu", idx(s), k, len, rest);
-    FZ_CHECK(rest == 0 || fz_mismatch(d, rest, s->in_stream, s->seen) == rest,
+    FZ_CHECK(rest == len - gone, "conn %d: consume %zu of %zu left %zu", idx(s), gone, len, rest);
+    FZ_CHECK(rest == 0 || fz_mismatch(d, rest, s->in_stream, s->seen + gone) == rest,
              "conn %d: input after consume is not the rest of the stream", idx(s));
+    s->seen += k;
+    s->quiet = k == 0;
 
     if (scripted())
         act(s, fz_u8(&S.in));

@@ -13,6 +13,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -386,8 +387,14 @@ static inline __attribute__((always_inline)) void deliver(evl_conn *c, const cha
             l->view = view;
             l->view_len = view_len;
         }
-        if (c->h->on_read)
-            c->h->on_read(c);
+        const evl_handler *h = c->h;
+        if (!c->h_short && h->on_data) {
+            size_t len;
+            const char *data = evl_data(c, &len);
+            evl_consume(c, h->on_data(c, data, len));
+        } else if (h->on_read) {
+            h->on_read(c);
+        }
         if (view)
             l->view_conn = NULL;
         after_on_read(c, before, view != NULL);
@@ -727,7 +734,8 @@ int evl_write(evl_conn *c, const void *buf, size_t len)
     if ((size_t)r == len) {
         c->sent_now += (uint32_t)len;
         l->budget_left -= len;
-        evl__touch(c);
+        if (c->stamp != l->now) /* evl__touch's first test, without reloading l */
+            evl__touch(c);
         return 0;
     }
     if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
@@ -760,10 +768,7 @@ void evl_consume(evl_conn *c, size_t n)
 {
     evl_loop *l = c->loop;
     if (l->view_conn == c) {
-        if (n > l->view_len)
-            n = l->view_len;
-        l->view += n;
-        l->view_len -= n;
+        evl__view_consume(l, n);
         return;
     }
     size_t have = RLEN(c);
@@ -874,7 +879,18 @@ int evl_set_wbuf_max(evl_conn *c, size_t bytes)
 
 /* Connections that share a handler (a proxy's upstreams) point at it: the
  * pointer is the caller's, kept as long as the connection lives. */
-void evl_set_handler(evl_conn *c, const evl_handler *h) { c->h = h ? h : &c->loop->h; }
+void evl_set_handler_sized(evl_conn *c, const evl_handler *h, size_t hsize)
+{
+    c->h = h ? h : &c->loop->h;
+    /* on_data is the last member: a caller's struct without it ends before */
+    c->h_short = h && hsize < offsetof(evl_handler, on_data) + sizeof h->on_data;
+}
+
+/* The 1.0/1.1 entry (the header's macro hides this name from new programs). */
+void (evl_set_handler)(evl_conn *c, const evl_handler *h)
+{
+    evl_set_handler_sized(c, h, offsetof(evl_handler, on_data));
+}
 int evl_close_reason(const evl_conn *c) { return c->reason; }
 int evl_close_errno(const evl_conn *c)
 {

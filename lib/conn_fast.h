@@ -30,6 +30,15 @@ static inline void evl__touch(evl_conn *c)
     }
 }
 
+/* evl_consume of input shown in place (l->view_conn is the connection). */
+static inline void evl__view_consume(evl_loop *l, size_t n)
+{
+    if (n > l->view_len)
+        n = l->view_len;
+    l->view += n;
+    l->view_len -= n;
+}
+
 /* sent_now and dispatched count for one iteration: a new one resets them. */
 static inline void evl__mark_now(evl_conn *c)
 {
@@ -51,9 +60,8 @@ static inline __attribute__((always_inline)) bool evl__conn_fast_read(evl_loop *
 {
     /* l is c->loop, passed in: the compiler cannot know it and would load
      * it again after every call. */
-    void (*on_read)(evl_conn *) = c->h->on_read;
     if (events != EVL__IN || c->state != EVL__OPEN || c->peer_eof || c->paused ||
-        c->read_paused || c->rbuf.m || !on_read)
+        c->read_paused || c->h_short || c->rbuf.m)
         return false;
     ssize_t n = read(c->io.fd, l->scratch, l->read_max);
     if (n <= 0) {
@@ -72,7 +80,19 @@ static inline __attribute__((always_inline)) bool evl__conn_fast_read(evl_loop *
     l->view_conn = c;
     l->view = l->scratch;
     l->view_len = (size_t)n;
-    on_read(c);
+    /* The handler is read now, not before the read: nothing to keep across
+     * the call. Neither callback: the input stays unconsumed (deliver). */
+    const evl_handler *h = c->h; /* a full struct: h_short is clear */
+    if (h->on_data) {
+        size_t used = h->on_data(c, l->scratch, (size_t)n);
+        size_t left = l->view_len; /* less if it called evl_consume */
+        if (__builtin_expect(used >= left, 1))
+            l->view_len = 0;
+        else
+            evl__view_consume(l, used);
+    } else if (h->on_read) {
+        h->on_read(c);
+    }
     l->view_conn = NULL;
     /* All consumed and still open: done. Anything else is deliver's tail.
      * (on_read cannot buffer input or see EOF; a failed write, which sets

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -82,8 +83,8 @@ void evl__connect_finish(evl_conn *c, int err)
         c->h->on_connect(c, err);
 }
 
-evl_conn *evl_connect(evl_loop *l, const char *addr, int port, int timeout_ms,
-                      const evl_handler *h, void *udata)
+evl_conn *evl_connect_sized(evl_loop *l, const char *addr, int port, int timeout_ms,
+                            const evl_handler *h, size_t hsize, void *udata)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -143,8 +144,15 @@ evl_conn *evl_connect(evl_loop *l, const char *addr, int port, int timeout_ms,
     }
     c->udata = udata;
     if (h)
-        c->h = h;
+        evl_set_handler_sized(c, h, hsize);
     l->st.accepted++;
     l->st.conns++;
     return c;
+}
+
+/* The 1.0/1.1 entry (the header's macro hides this name from new programs). */
+evl_conn *(evl_connect)(evl_loop *l, const char *addr, int port, int timeout_ms,
+                        const evl_handler *h, void *udata)
+{
+    return evl_connect_sized(l, addr, port, timeout_ms, h, offsetof(evl_handler, on_data), udata);
 }

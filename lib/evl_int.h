@@ -135,6 +135,9 @@ struct evl_conn {
     uint16_t interest_queued : 1; /* in loop->dirty: epoll_ctl before the wait */
     uint16_t eof_only : 1;   /* in loop->ready only to report the EOF: no
                                 on_read with input it already declined */
+    uint16_t h_short : 1;    /* h came from a program built before on_data
+                                (the evl_set_handler of ABI 1.0/1.1): its
+                                on_data, past the caller's struct, is unread */
     int16_t err;             /* errno behind the close reason */
 };
 

@@ -31,7 +31,7 @@
  * something is added (structs grow only at their end: docs/ABI.md); PATCH
  * for fixes. MINOR and PATCH stay below 100. */
 #define EVL_VERSION_MAJOR 1
-#define EVL_VERSION_MINOR 1
+#define EVL_VERSION_MINOR 2
 #define EVL_VERSION_PATCH 0
 #define EVL_VERSION_NUMBER \
     (EVL_VERSION_MAJOR * 10000 + EVL_VERSION_MINOR * 100 + EVL_VERSION_PATCH)
@@ -55,8 +55,9 @@ typedef struct evl_timer evl_timer;
  * then closed and counted in overflow_closed. */
 #define EVL_EOVERFLOW ENOBUFS
 
-/* Callbacks. Any may be NULL (on_accept NULL accepts everything; on_read
- * NULL means input is never consumed, so it ends in an rbuf_max close). */
+/* Callbacks. Any may be NULL (on_accept NULL accepts everything; with
+ * neither on_read nor on_data, input is never consumed, so it ends in an
+ * rbuf_max close). */
 typedef struct evl_handler {
     /* A connection was accepted. Return false to reject it: the loop closes
      * the fd at once and on_close is NOT called. Not called for evl_adopt. */
@@ -119,6 +120,16 @@ typedef struct evl_handler {
      * output pending: a proxy holds both sides and passes the half-close on
      * with evl_shutdown. */
     void (*on_eof)(evl_conn *c);
+
+    /* on_read with the input passed in (since 1.2): when set, it is called
+     * instead of on_read, with all unconsumed input (data, len > 0), and
+     * returns how many of those bytes it used; the loop then consumes them
+     * as evl_consume(c, n) would (more than len counts as len). Everything
+     * on_read says holds: one logical message per call, the re-dispatch and
+     * overflow rules, data valid only until it returns, evl_data and
+     * evl_consume usable inside (the returned n is consumed after them). It
+     * saves a handler the evl_data and evl_consume calls on every read. */
+    size_t (*on_data)(evl_conn *c, const char *data, size_t len);
 } evl_handler;
 
 /* evl_handler, evl_options and struct evl_stats grow only at their end, and
@@ -391,8 +402,13 @@ void evl_timer_free(evl_timer *t);
  * connection and must stay valid while it is open; udata as evl_set_udata.
  * NULL with errno: EINVAL (a bad address), ENOMEM, EMFILE, ... (the
  * socket or connect failing at once). */
-evl_conn *evl_connect(evl_loop *l, const char *addr, int port, int timeout_ms,
-                      const evl_handler *h, void *udata);
+#define evl_connect(l, addr, port, timeout_ms, h, udata) \
+    evl_connect_sized((l), (addr), (port), (timeout_ms), (h), sizeof(evl_handler), (udata))
+evl_conn *evl_connect_sized(evl_loop *l, const char *addr, int port, int timeout_ms,
+                            const evl_handler *h, size_t hsize, void *udata);
+/* The entry programs built against 1.0 and 1.1 call: h without on_data. */
+evl_conn *(evl_connect)(evl_loop *l, const char *addr, int port, int timeout_ms,
+                        const evl_handler *h, void *udata);
 
 /* ---- connection ------------------------------------------------------- */
 
@@ -410,8 +426,13 @@ int evl_set_wbuf_max(evl_conn *c, size_t bytes);
 
 /* The handler for this connection's callbacks from now on (NULL: the
  * loop's); it must stay valid while the connection is open. A proxy gives
- * its two sides different handlers. */
-void evl_set_handler(evl_conn *c, const evl_handler *h);
+ * its two sides different handlers. A macro passing the caller's sizeof, as
+ * evl_new does: the library never reads past the struct the caller has. */
+#define evl_set_handler(c, h) evl_set_handler_sized((c), (h), sizeof(evl_handler))
+void evl_set_handler_sized(evl_conn *c, const evl_handler *h, size_t hsize);
+/* The entry programs built against 1.0 and 1.1 call: a handler without
+ * on_data. */
+void (evl_set_handler)(evl_conn *c, const evl_handler *h);
 void *evl_udata(const evl_conn *c);
 
 /* Unconsumed input: pointer and length (NULL/0 when none). */

@@ -560,9 +560,12 @@ static inline int wait_ms(const evl_loop *l, int timeout_ms)
     if (due <= l->now)
         return 0;
     uint64_t left = due - l->now;
-    if (due == UINT64_MAX || ((uint64_t)timeout_ms < left && timeout_ms >= 0))
-        return timeout_ms; /* no timer, or the caller's bound comes first */
-    return left > INT_MAX ? INT_MAX : (int)left;
+    /* evl_run's -1 makes the cap a constant: one compare in the common case */
+    uint64_t cap = timeout_ms < 0 ? (uint64_t)INT_MAX : (uint64_t)timeout_ms;
+    if (left < cap)
+        return (int)left;
+    /* no timer, or the caller's bound comes first; else the longest wait */
+    return timeout_ms >= 0 || due == UINT64_MAX ? timeout_ms : INT_MAX;
 }
 
 /* ---- one iteration ------------------------------------------------------- */
@@ -719,7 +722,6 @@ static inline __attribute__((always_inline)) int run_once(evl_loop *l, int timeo
         int err = errno;
         l->now = evl__clock_ms();
         l->iter++;
-        l->st.iterations++;
         if (err != EINTR) {
             free_graveyard(l);
             errno = err;
@@ -729,7 +731,6 @@ static inline __attribute__((always_inline)) int run_once(evl_loop *l, int timeo
     } else {
         l->now = evl__clock_ms();
         l->iter++;
-        l->st.iterations++;
     }
     l->budget_left = l->o.write_budget;
     for (int i = 0; i < n; i++) {
@@ -744,11 +745,8 @@ static inline __attribute__((always_inline)) int run_once(evl_loop *l, int timeo
         }
         reap(l);
     }
-    if (l->attention | (l->next_due <= l->now))
+    if (__builtin_expect(l->attention, 0) || __builtin_expect(l->next_due <= l->now, 0))
         after_batch(l);
-    /* Writes made between iterations (from outside any callback) get a
-     * budget of their own, not what this iteration left. */
-    l->budget_left = l->o.write_budget;
     return n;
 }
 
@@ -761,6 +759,9 @@ int evl_run_once(evl_loop *l, int timeout_ms)
     l->busy = 1;
     int n = run_once(l, timeout_ms, false);
     l->busy = 0;
+    /* Writes made between iterations (from outside any callback) get a
+     * budget of their own, not what this iteration left. */
+    l->budget_left = l->o.write_budget;
     return n;
 }
 
@@ -781,6 +782,7 @@ static void begin_stop(evl_loop *l)
 {
     l->stopping = 1;
     remove_listeners(l);
+    l->budget_left = l->o.write_budget; /* on_stop's writes: a budget of their own */
     if (l->h.on_stop) {
         uint8_t was_busy = l->busy; /* evl_run holds it: restored after */
         l->busy = 1; /* a callback: evl_run_once, evl_run, evl_free refused */
@@ -834,7 +836,8 @@ int evl_run(evl_loop *l, int listen_fd)
         return -1;
     }
     int rc = 0;
-    bool fresh = false; /* the first iteration reads the clock before its wait */
+    l->now = evl__clock_ms(); /* then once per iteration, after its wait */
+    l->busy = 1; /* callbacks run: evl_run_once, evl_run, evl_free refused */
     for (;;) {
         if (l->stop_requested | l->stopping) { /* one test in the common case */
             if (!l->stopping)
@@ -845,15 +848,12 @@ int evl_run(evl_loop *l, int listen_fd)
             if (l->st.conns == 0)
                 break;
         }
-        l->busy = 1; /* callbacks run: evl_run_once, evl_run, evl_free refused */
-        int n = run_once(l, -1, fresh); /* the clock read after the last wait is fresh */
-        l->busy = 0;
-        if (n < 0) {
+        if (run_once(l, -1, true) < 0) { /* the clock read after the last wait is fresh */
             rc = -1;
             break;
         }
-        fresh = true;
     }
+    l->busy = 0;
     int err = errno;
     on_signalfd(l); /* consume stop signals, so unblocking does not deliver them */
     remove_io(l, l->sig);
@@ -925,10 +925,12 @@ static void add_buffered(const evl__link *list, struct evl_stats *st)
 void evl_stats_sized(const evl_loop *l, struct evl_stats *st, size_t stsize)
 {
     struct evl_stats all = l->st;
+    all.iterations = l->iter; /* one counter: the marks' clock */
     all.wbuf_bytes = all.rbuf_bytes = 0;
     add_buffered(&l->active, &all);
     add_buffered(&l->custom, &all);
     add_buffered(&l->closing, &all);
+    add_buffered(&l->killed, &all); /* held until the reap frees them */
     memcpy(st, &all, known(stsize, sizeof all));
 }
 

@@ -987,6 +987,35 @@ static void test_trim_skipped_when_little_was_released(void **state)
     hp_done(&h);
 }
 
+/* A killed connection keeps its buffers until the reap: evl_stats counts
+ * them ("all connections, now") as evl_pending does. The kill queue reuses
+ * the list link, so a walk of the open and closing lists alone missed them
+ * (found by fuzz_loop_fi: an epoll_ctl failure aborted a connection between
+ * iterations). */
+static void test_stats_count_the_output_of_a_killed_connection(void **state)
+{
+    (void)state;
+    static char big[128 * 1024];
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    tu_set_sndbuf(evl_fd(h.c), 4096);
+    tu_set_rcvbuf(h.peer, 4096);
+    memset(big, 'x', sizeof big);
+    assert_int_equal(evl_write(h.c, big, sizeof big), 0);
+    size_t pending = evl_pending(h.c);
+    assert_true(pending > 0);
+    evl_abort(h.c); /* outside a callback: on_close at the next reap */
+    assert_int_equal(h.closes, 0);
+    struct evl_stats st;
+    evl_stats(h.l, &st);
+    assert_int_equal(st.wbuf_bytes, evl_pending(h.c));
+    assert_true(evl_run_once(h.l, 0) >= 0);
+    assert_int_equal(h.closes, 1);
+    evl_stats(h.l, &st);
+    assert_int_equal(st.wbuf_bytes, 0);
+    hp_done(&h);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1018,6 +1047,7 @@ int main(void)
         TU_TEST(test_trim_after_a_large_release_at_one_ms),
         TU_TEST(test_closed_connection_freed_by_the_next_iteration),
         TU_TEST(test_interrupted_wait_counts_one_iteration),
+        TU_TEST(test_stats_count_the_output_of_a_killed_connection),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
