@@ -77,7 +77,7 @@ nm -D --defined-only "$libdir/$real" | awk '{print $3}' | sort >"$tmp/exported"
 # The functions the header declares: preprocessed, so comments and the
 # sizing macros (evl_new -> evl_new_sized) are gone; an old entry kept for
 # old programs is declared in parentheses, (evl_connect)(...), past its macro.
-$CC -E -P "$dest/usr/include/evloop.h" | grep -oE '\<evl_[a-z0-9_]+\)? *\(' |
+$CC -E -P "$dest/usr/include/evloop.h" | grep -oE '\<evl_[a-z0-9_]+ *\(|\(evl_[a-z0-9_]+\) *\(' |
   tr -d ' ()' | sort -u >"$tmp/declared"
 echo "   $(wc -l <"$tmp/exported") symbols exported"
 if ! diff -u "$tmp/declared" "$tmp/exported" >"$tmp/exports.diff"; then

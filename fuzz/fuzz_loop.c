@@ -113,7 +113,7 @@ typedef struct conn_st {
     bool h2;                  /* served by the second handler (evl_set_handler) */
     bool h2_old;              /*   set through the 1.0/1.1 entry: on_read, not on_data */
     bool idle_maybe;          /* an idle timeout of its own was set: IDLE possible */
-    uint32_t visited;         /* seen by the evl_foreach_conn walk at depth d: bit d
+    uint8_t visited;          /* seen by the evl_foreach_conn walk at depth d: bit d
                                  (a walk's callback may start another walk) */
 } conn_st;
 
@@ -431,8 +431,13 @@ static void do_write(conn_st *s, size_t n, bool vec, int iovcnt)
     } else {
         /* Either the send failed (the connection is aborted) or an earlier
          * error was seen (it lives on to deliver its input): not ended. */
-        /* A unix socket refuses writes only when its peer is gone. */
-        FZ_CHECK(((e == EPIPE || e == ECONNRESET) && s->peer_closed) || (e == EPIPE && s->eof_closes),
+        /* A unix socket refuses writes only when its peer is gone; the
+         * loop refuses them (EPIPE) once it closed the connection, which an
+         * idle timeout may have done earlier in this pass (the timer before
+         * on_tick): the close reason says so, and only where idling was possible. */
+        bool idled = e == EPIPE && evl_close_reason(s->c) == EVL_CLOSE_IDLE &&
+                     (s->idle_maybe || S.o.idle_timeout_ms > 0);
+        FZ_CHECK(((e == EPIPE || e == ECONNRESET) && s->peer_closed) || (e == EPIPE && s->eof_closes) || idled,
                  "conn %d: evl_write failed, errno %d, with the peer open", idx(s), e);
         cause(s, R(EVL_CLOSE_RESET));
     }
@@ -975,7 +980,7 @@ static void visit(evl_conn *c, void *arg)
 {
     FZ_CHECK(arg == &S, "evl_foreach_conn passed a wrong argument");
     conn_st *s = st_of(c, "evl_foreach_conn");
-    uint32_t bit = 1u << (S.walks - 1);
+    uint8_t bit = (uint8_t)(1u << (S.walks - 1));
     FZ_CHECK(!(s->visited & bit), "evl_foreach_conn visited conn %d twice", idx(s));
     FZ_CHECK(!s->h_closed && !s->ended, "evl_foreach_conn visited conn %d, which is closing or aborted", idx(s));
     s->visited |= bit;
@@ -989,13 +994,13 @@ static void visit(evl_conn *c, void *arg)
 
 static void do_foreach(void)
 {
-    if (S.walks == 31)
+    if (S.walks == 8)
         return; /* nested that deep: one bit per walk is all there is */
-    uint32_t bit = 1u << S.walks;
+    uint8_t bit = (uint8_t)(1u << S.walks);
     int n = S.nconns; /* connections adopted meanwhile may or may not be visited */
     bool open[MAX_CONNS];
     for (int i = 0; i < n; i++) {
-        S.cs[i].visited &= ~bit;
+        S.cs[i].visited &= (uint8_t)~bit;
         open[i] = S.cs[i].c && !maybe_dead(&S.cs[i]);
     }
     fz_trace("  evl_foreach_conn");

@@ -446,7 +446,7 @@ void evl_consume(evl_conn *c, size_t n);
  * is spent); the rest is buffered and drained on EPOLLOUT. Never blocks.
  * Returns 0 when all bytes are accepted (sent or buffered), or -1 with errno:
  *   EPIPE         the connection is closing or closed (evl_close/evl_abort,
- *                 or a previous error); nothing was queued
+ *                 an idle timeout, or a previous error); nothing was queued
  *   EVL_EOVERFLOW pending would pass wbuf_max; the connection is aborted
  *   ECONNRESET, EPIPE, ... the socket failed; the connection is aborted
  *   ENOMEM        the buffer could not grow; the connection is aborted

@@ -15,6 +15,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -94,12 +95,14 @@ void __wrap_free(void *p)
     __real_free(p);
 }
 
-/* The next epoll_wait fails with EINTR when set. */
-static int wait_eintr;
+/* The next epoll_wait fails with EINTR when set; every wait's timeout is
+ * recorded. */
+static int wait_eintr, last_wait_timeout;
 int __real_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout);
 int __wrap_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout);
 int __wrap_epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
 {
+    last_wait_timeout = timeout;
     if (wait_eintr) {
         wait_eintr = 0;
         errno = EINTR;
@@ -1016,6 +1019,38 @@ static void test_stats_count_the_output_of_a_killed_connection(void **state)
     hp_done(&h);
 }
 
+static void far_timer_fn(evl_timer *t, void *arg)
+{
+    (void)t;
+    (void)arg;
+}
+
+/* A timer further away than an int's milliseconds (30 days): a wait with
+ * no bound of its own (-1) waits INT_MAX ms and then looks again, never
+ * forever (-1) and never a truncated time; a caller's bound still wins. */
+static void test_wait_for_a_timer_beyond_int_max_ms(void **state)
+{
+    (void)state;
+    evl_options o = tu_opts();
+    o.tick_ms = 0; /* no nearer deadline of the loop's own */
+    o.idle_timeout_ms = 0;
+    o.trim_ms = 0;
+    struct hp h;
+    hp_open(&h, &hp_handler, &o);
+    evl_timer *t = evl_timer_new(h.l, far_timer_fn, NULL);
+    assert_non_null(t);
+    assert_int_equal(evl_timer_start(t, 30ull * 24 * 3600 * 1000, 0), 0);
+    h.consume = SIZE_MAX;
+    tu_peer_sends(h.peer, "x"); /* the wait returns at once for it */
+    assert_true(evl_run_once(h.l, -1) >= 0);
+    assert_int_equal(last_wait_timeout, INT_MAX);
+    assert_int_equal(h.reads, 1);
+    assert_true(evl_run_once(h.l, 5) >= 0);
+    assert_int_equal(last_wait_timeout, 5);
+    evl_timer_free(t);
+    hp_done(&h);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -1048,6 +1083,7 @@ int main(void)
         TU_TEST(test_closed_connection_freed_by_the_next_iteration),
         TU_TEST(test_interrupted_wait_counts_one_iteration),
         TU_TEST(test_stats_count_the_output_of_a_killed_connection),
+        TU_TEST(test_wait_for_a_timer_beyond_int_max_ms),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }

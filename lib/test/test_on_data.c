@@ -289,14 +289,14 @@ static void connect_and_read(bool old_entry)
     o.ret = SIZE_MAX;
     o.l = evl_new(&od_reader, &o, NULL);
     assert_non_null(o.l);
-    char path[64];
-    snprintf(path, sizeof path, "/tmp/evl-ondata-%d.sock", (int)getpid());
-    unlink(path);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int plen = snprintf(sa.sun_path, sizeof sa.sun_path, "/tmp/evl-ondata-%d.sock", (int)getpid());
+    assert_true(plen > 0 && (size_t)plen < sizeof sa.sun_path);
+    const char *path = sa.sun_path;
+    (void)unlink(path);
     int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(lfd >= 0);
     tu_track_fd(lfd);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    strcpy(sa.sun_path, path);
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(lfd, 4), 0);
     evl_handler *old = old_sized_copy(&od_handler);
@@ -318,7 +318,7 @@ static void connect_and_read(bool old_entry)
     free(old);
     tu_close_fd(peer);
     tu_close_fd(lfd);
-    unlink(path);
+    (void)unlink(path);
 }
 
 static void test_old_connect_entry_never_reads_on_data(void **state)
