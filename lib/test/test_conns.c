@@ -119,6 +119,30 @@ static void test_connect_tcp_writes_before_connect_are_kept(void **state)
     tu_finish(s);
 }
 
+/* evl_shutdown before the connect completed, with output queued: the
+ * output goes first, then the FIN (the connect's finish must not send the
+ * FIN ahead of what is queued). */
+static void test_shutdown_before_connect_flushes_then_fins(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_SINK);
+    int lfd = evl_listen_tcp("127.0.0.1", 0, 0); /* not the loop's: the test accepts */
+    assert_true(lfd >= 0);
+    tu_track_fd(lfd);
+    tu_rec *r = connect_rec(s, "127.0.0.1", evl_local_port(lfd), 2000);
+    assert_int_equal(evl_write(r->c, "early\n", 6), 0);
+    evl_shutdown(r->c);
+    int peer = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(peer >= 0);
+    tu_track_fd(peer);
+    TU_RUN_UNTIL(s, connects == 1, 3000);
+    assert_int_equal(connect_err, 0);
+    tu_peer_expect(s, peer, "early\n", 3000);
+    tu_peer_expect_eof(s, peer, 3000);
+    tu_finish(s);
+}
+
 static void test_connect_refused_reports_and_closes(void **state)
 {
     (void)state;
@@ -757,6 +781,7 @@ int main(void)
     tu_init_process();
     const struct CMUnitTest tests[] = {
         TU_TEST(test_connect_tcp_writes_before_connect_are_kept),
+        TU_TEST(test_shutdown_before_connect_flushes_then_fins),
         TU_TEST(test_connect_refused_reports_and_closes),
         TU_TEST(test_connect_timeout),
         TU_TEST(test_connect_unix_and_bad_addresses),

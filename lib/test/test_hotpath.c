@@ -1019,6 +1019,34 @@ static void test_stats_count_the_output_of_a_killed_connection(void **state)
     hp_done(&h);
 }
 
+/* A graceful close whose peer sent its EOF (read and discarded while
+ * flushing) and then went away: the hang-up is not read again as input,
+ * the flush fails, and the connection ends once; its reason stays the
+ * first cause, the local close. */
+static void test_closing_connection_after_peer_eof_then_hangup(void **state)
+{
+    (void)state;
+    static char big[64 * 1024];
+    struct hp h;
+    hp_open(&h, &hp_handler, NULL);
+    tu_set_sndbuf(evl_fd(h.c), 4096);
+    tu_set_rcvbuf(h.peer, 4096);
+    memset(big, 'y', sizeof big);
+    assert_int_equal(evl_write(h.c, big, sizeof big), 0);
+    assert_true(evl_pending(h.c) > 0);
+    evl_close(h.c); /* flushing: the peer does not read */
+    assert_int_equal(shutdown(h.peer, SHUT_WR), 0);
+    for (int i = 0; i < 3; i++) /* the EOF read and discarded */
+        assert_true(evl_run_once(h.l, 10) >= 0);
+    assert_int_equal(h.closes, 0);
+    assert_true(evl_peer_eof(h.c));
+    tu_close_fd(h.peer); /* hang-up, with output still pending */
+    h.peer = -1;
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000);
+    assert_int_equal(h.close_reason, EVL_CLOSE_LOCAL);
+    evl_free(h.l);
+}
+
 static void far_timer_fn(evl_timer *t, void *arg)
 {
     (void)t;
@@ -1084,6 +1112,7 @@ int main(void)
         TU_TEST(test_interrupted_wait_counts_one_iteration),
         TU_TEST(test_stats_count_the_output_of_a_killed_connection),
         TU_TEST(test_wait_for_a_timer_beyond_int_max_ms),
+        TU_TEST(test_closing_connection_after_peer_eof_then_hangup),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
