@@ -352,8 +352,15 @@ static void note_drained(conn_st *s)
     fz_trace("  conn %d: resumed at %llu pending (model)", idx(s), (unsigned long long)p);
     size_t len;
     (void)evl_data(s->c, &len);
-    if (len > 0 && !s->h_closed && !s->read_due)
+    if (len > 0 && !s->h_closed) {
+        /* The loop queues it for re-dispatch at the resume, behind the
+         * connections already waiting: a read owed from before the pause
+         * (an evl_wake while paused, say) is owed from now on. */
+        uint64_t was = s->read_due ? s->read_due_by : 0;
         owe_read(s);
+        if (was > s->read_due_by)
+            s->read_due_by = was;
+    }
 }
 
 /* ---- handler actions ---------------------------------------------------- */
