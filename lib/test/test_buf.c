@@ -518,6 +518,31 @@ static void test_buf_random_ops_match_model(void **state)
     tu_dbuf_free(&model);
 }
 
+/* evl__buf_released counts what the buffers gave back (malloc_trim's
+ * trigger, lib/loop.c): the old region at every growth, then the last one
+ * when the buffer empties; never less, and never a wrapped total. */
+static void test_buf_released_counts_growth_and_emptying(void **state)
+{
+    (void)state;
+    evl__buf b = {0};
+    static char chunk[4096];
+    memset(chunk, 'r', sizeof chunk);
+    (void)evl__buf_released(); /* count from here */
+    size_t caps = 0;           /* the regions replaced, as seen from here */
+    for (int i = 0; i < 16; i++) {
+        size_t before = evl__buf_cap(&b);
+        assert_int_equal(evl__buf_append(&b, chunk, sizeof chunk), 0);
+        if (before && evl__buf_cap(&b) != before)
+            caps += before;
+    }
+    assert_true(caps > 0); /* it grew at least once past its first region */
+    assert_int_equal(evl__buf_released(), caps);
+    size_t last = evl__buf_cap(&b);
+    evl__buf_consume(&b, evl__buf_len(&b)); /* empty: the region goes back */
+    assert_null(b.m);
+    assert_int_equal(evl__buf_released(), last);
+}
+
 int main(void)
 {
     tu_init_process();
@@ -537,6 +562,7 @@ int main(void)
         TU_TEST(test_buf_check_detects_broken_buffers),
         TU_TEST(test_buf_overflowing_sizes_fail_with_enomem),
         TU_TEST(test_buf_random_ops_match_model),
+        TU_TEST(test_buf_released_counts_growth_and_emptying),
     };
     return cmocka_run_group_tests_name("test_buf", tests, NULL, NULL);
 }

@@ -397,6 +397,9 @@ static void test_idle_timeout_per_connection(void **state)
     assert_int_equal(never->closes, 0);
     assert_int_equal(reason_of(s, fast), EVL_CLOSE_IDLE);
     assert_int_equal(reason_of(s, dflt), EVL_CLOSE_IDLE);
+    /* "evl_close_errno: 0 otherwise": no errno behind either idle close */
+    assert_int_equal(errnos[fast - s->recs], 0);
+    assert_int_equal(errnos[dflt - s->recs], 0);
     tu_finish(s);
 }
 

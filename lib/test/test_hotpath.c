@@ -15,6 +15,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
@@ -1047,6 +1048,67 @@ static void test_closing_connection_after_peer_eof_then_hangup(void **state)
     evl_free(h.l);
 }
 
+/* Reads the general path makes (not the fast one) are progress too, so a
+ * peer that keeps sending is never idle-closed: input that waits in the
+ * connection's buffer for the rest of its message (consume 0), and input
+ * taken whole by a connection the fast path leaves alone (a handler set
+ * through the 1.1 entry: consume all). */
+static void buffered_reads_keep_the_idle_clock(size_t consume, bool old_entry)
+{
+    evl_options o = tu_opts();
+    o.idle_timeout_ms = 60;
+    struct hp h;
+    hp_open(&h, &hp_handler, &o);
+    if (old_entry)
+        (evl_set_handler)(h.c, &hp_handler);
+    h.consume = consume;
+    uint64_t t0 = tu_now_ms();
+    while (tu_now_ms() < t0 + 300) { /* 5 idle timeouts, a byte every ~10 ms */
+        tu_peer_sends(h.peer, "z");
+        uint64_t t1 = tu_now_ms();
+        while (tu_now_ms() < t1 + 10)
+            assert_true(evl_run_once(h.l, 5) >= 0);
+    }
+    assert_int_equal(h.closes, 0);
+    assert_true(h.reads >= 2);
+    HP_RUN_UNTIL(&h, h.closes == 1, 2000); /* silence: now it idles out */
+    assert_int_equal(h.close_reason, EVL_CLOSE_IDLE);
+    evl_free(h.l);
+    tu_close_fd(h.peer);
+}
+
+static void test_buffered_reads_keep_the_idle_clock(void **state)
+{
+    (void)state;
+    buffered_reads_keep_the_idle_clock(0, false);
+    buffered_reads_keep_the_idle_clock(SIZE_MAX, true);
+}
+
+/* A process whose stdin is closed: the loop's first fd (its epoll fd) is
+ * then fd 0, which is a valid fd (a daemon that closed its stdio). */
+static void test_loop_on_fd_0(void **state)
+{
+    (void)state;
+    int saved = dup(0);
+    assert_true(saved >= 0);
+    assert_int_equal(close(0), 0);
+    evl_loop *l = evl_new(&hp_handler, NULL, NULL);
+    int err = errno;
+    int fd0_taken = fcntl(0, F_GETFD) >= 0;
+    if (l) {
+        assert_int_equal(evl_wakeup(l), 0); /* the eventfd works */
+        assert_true(evl_run_once(l, 0) >= 0);
+        evl_free(l);
+    }
+    if (fcntl(0, F_GETFD) >= 0)
+        close(0);
+    assert_int_equal(dup2(saved, 0), 0);
+    close(saved);
+    if (!l)
+        TU_FAIL("evl_new with fd 0 free: NULL, errno %d", err);
+    assert_true(fd0_taken);
+}
+
 static void far_timer_fn(evl_timer *t, void *arg)
 {
     (void)t;
@@ -1113,6 +1175,8 @@ int main(void)
         TU_TEST(test_stats_count_the_output_of_a_killed_connection),
         TU_TEST(test_wait_for_a_timer_beyond_int_max_ms),
         TU_TEST(test_closing_connection_after_peer_eof_then_hangup),
+        TU_TEST(test_buffered_reads_keep_the_idle_clock),
+        TU_TEST(test_loop_on_fd_0),
     };
     return cmocka_run_group_tests_name("test_hotpath", tests, NULL, NULL);
 }
