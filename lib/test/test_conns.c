@@ -143,6 +143,28 @@ static void test_shutdown_before_connect_flushes_then_fins(void **state)
     tu_finish(s);
 }
 
+/* Port 0 is a number the kernel refuses to connect to, not a malformed
+ * address: the refusal is reported (at once or through on_connect), never
+ * EINVAL. */
+static void test_connect_to_port_0_is_refused_not_invalid(void **state)
+{
+    (void)state;
+    reset();
+    tu_state *s = tu_new(NULL, TU_SINK);
+    errno = 0;
+    evl_conn *c = evl_connect(s->l, "127.0.0.1", 0, 0, &own, NULL);
+    if (!c) {
+        assert_int_not_equal(errno, EINVAL);
+    } else {
+        tu_rec *r = tu_rec_new(s, c, -1);
+        assert_non_null(r);
+        TU_RUN_UNTIL(s, connects == 1, 3000);
+        assert_true(connect_err != 0 && connect_err != EINVAL);
+        TU_RUN_UNTIL(s, r->closes == 1, 3000);
+    }
+    tu_finish(s);
+}
+
 static void test_connect_refused_reports_and_closes(void **state)
 {
     (void)state;
@@ -785,6 +807,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TU_TEST(test_connect_tcp_writes_before_connect_are_kept),
         TU_TEST(test_shutdown_before_connect_flushes_then_fins),
+        TU_TEST(test_connect_to_port_0_is_refused_not_invalid),
         TU_TEST(test_connect_refused_reports_and_closes),
         TU_TEST(test_connect_timeout),
         TU_TEST(test_connect_unix_and_bad_addresses),

@@ -219,9 +219,14 @@ static void test_connect_failures_report_and_leave_nothing(void **state)
     assert_int_equal(errno, ENOSPC);
     assert_int_equal(F[F_EPOLL_CTL].fired, 1);
 
-    arm(F_CALLOC, 0, ENOMEM); /* the connection itself */
+    arm(F_CALLOC, 0, ENOMEM); /* the extension, where the timeout's timer lives */
     assert_null(evl_connect(l, "127.0.0.1", port, 1000, NULL, NULL));
     assert_int_equal(errno, ENOMEM);
+    assert_int_equal(F[F_CALLOC].fired, 1);
+
+    arm(F_CALLOC, 1, ENOMEM); /* the extension made, then the connection fails: */
+    assert_null(evl_connect(l, "127.0.0.1", port, 1000, NULL, NULL)); /* (LSan: */
+    assert_int_equal(errno, ENOMEM);                                  /* no leak) */
     assert_int_equal(F[F_CALLOC].fired, 1);
 
     struct evl_stats st;
