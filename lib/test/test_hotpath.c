@@ -187,13 +187,20 @@ static void hp_open(struct hp *h, const evl_handler *hd, const evl_options *o)
     memset(h, 0, sizeof *h);
     h->l = evl_new(hd, h, o);
     assert_non_null(h->l);
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    h->c = evl_adopt(h->l, sv[0]);
-    assert_non_null(h->c);
-    evl_set_udata(h->c, h);
-    h->peer = sv[1];
-    tu_track_fd(h->peer);
+    h->c = tu_adopt_socketpair(h->l, h, &h->peer);
+}
+
+/* Small socket buffers both ways, then a write of n bytes: most of it stays
+ * queued in the loop (the peer does not read). */
+static void hp_queue_output(struct hp *h, size_t n)
+{
+    static char big[256 * 1024];
+    assert_true(n <= sizeof big);
+    tu_set_sndbuf(evl_fd(h->c), 4096);
+    tu_set_rcvbuf(h->peer, 4096);
+    memset(big, 'q', n);
+    assert_int_equal(evl_write(h->c, big, n), 0);
+    assert_true(evl_pending(h->c) > 0);
 }
 
 /* Runs the loop until cond or max_ms (then fails). */
@@ -719,13 +726,7 @@ static void test_fast_path_progress_keeps_each_idle_clock(void **state)
     memset(&b, 0, sizeof b);
     b.l = a.l;
     b.consume = SIZE_MAX;
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    b.c = evl_adopt(a.l, sv[0]);
-    assert_non_null(b.c);
-    evl_set_udata(b.c, &b);
-    b.peer = sv[1];
-    tu_track_fd(b.peer);
+    b.c = tu_adopt_socketpair(a.l, &b, &b.peer);
     assert_int_equal(evl_set_idle_timeout(b.c, 60000), 0);
     uint64_t t0 = tu_now_ms();
     while (tu_now_ms() < t0 + 20) /* the loop's clock moves past the stamps */
@@ -999,15 +1000,9 @@ static void test_trim_skipped_when_little_was_released(void **state)
 static void test_stats_count_the_output_of_a_killed_connection(void **state)
 {
     (void)state;
-    static char big[128 * 1024];
     struct hp h;
     hp_open(&h, &hp_handler, NULL);
-    tu_set_sndbuf(evl_fd(h.c), 4096);
-    tu_set_rcvbuf(h.peer, 4096);
-    memset(big, 'x', sizeof big);
-    assert_int_equal(evl_write(h.c, big, sizeof big), 0);
-    size_t pending = evl_pending(h.c);
-    assert_true(pending > 0);
+    hp_queue_output(&h, (size_t)128 * 1024);
     evl_abort(h.c); /* outside a callback: on_close at the next reap */
     assert_int_equal(h.closes, 0);
     struct evl_stats st;
@@ -1027,14 +1022,9 @@ static void test_stats_count_the_output_of_a_killed_connection(void **state)
 static void test_closing_connection_after_peer_eof_then_hangup(void **state)
 {
     (void)state;
-    static char big[64 * 1024];
     struct hp h;
     hp_open(&h, &hp_handler, NULL);
-    tu_set_sndbuf(evl_fd(h.c), 4096);
-    tu_set_rcvbuf(h.peer, 4096);
-    memset(big, 'y', sizeof big);
-    assert_int_equal(evl_write(h.c, big, sizeof big), 0);
-    assert_true(evl_pending(h.c) > 0);
+    hp_queue_output(&h, (size_t)64 * 1024);
     evl_close(h.c); /* flushing: the peer does not read */
     assert_int_equal(shutdown(h.peer, SHUT_WR), 0);
     for (int i = 0; i < 3; i++) /* the EOF read and discarded */

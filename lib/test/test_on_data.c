@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 struct od {
@@ -97,13 +96,7 @@ static void od_open(struct od *o, const evl_handler *hd, const evl_options *opts
     o->ret = SIZE_MAX;
     o->l = evl_new(hd, o, opts);
     assert_non_null(o->l);
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    o->c = evl_adopt(o->l, sv[0]);
-    assert_non_null(o->c);
-    evl_set_udata(o->c, o);
-    o->peer = sv[1];
-    tu_track_fd(o->peer);
+    o->c = tu_adopt_socketpair(o->l, o, &o->peer);
 }
 
 /* One iteration with the peer's bytes ready to read. */
@@ -289,16 +282,12 @@ static void connect_and_read(bool old_entry)
     o.ret = SIZE_MAX;
     o.l = evl_new(&od_reader, &o, NULL);
     assert_non_null(o.l);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    int plen = snprintf(sa.sun_path, sizeof sa.sun_path, "/tmp/evl-ondata-%d.sock", (int)getpid());
-    assert_true(plen > 0 && (size_t)plen < sizeof sa.sun_path);
-    const char *path = sa.sun_path;
-    (void)unlink(path);
-    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    char path[64];
+    int plen = snprintf(path, sizeof path, "/tmp/evl-ondata-%d.sock", (int)getpid());
+    assert_true(plen > 0 && (size_t)plen < sizeof path);
+    int lfd = evl_listen_unix(path); /* removes a stale file first */
     assert_true(lfd >= 0);
     tu_track_fd(lfd);
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(lfd, 4), 0);
     evl_handler *old = old_sized_copy(&od_handler);
     o.c = old_entry ? (evl_connect)(o.l, path, 0, 0, old, &o)
                     : evl_connect(o.l, path, 0, 0, &od_handler, &o);

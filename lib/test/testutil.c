@@ -389,6 +389,19 @@ tu_rec *tu_pair(tu_state *s)
     return tu_adopt(s, sv[0], sv[1]);
 }
 
+evl_conn *tu_adopt_socketpair(evl_loop *l, void *udata, int *peer)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    evl_conn *c = evl_adopt(l, sv[0]);
+    if (!c)
+        TU_FAIL("evl_adopt(%d) failed: %s", sv[0], strerror(errno));
+    evl_set_udata(c, udata);
+    *peer = sv[1];
+    tu_track_fd(sv[1]);
+    return c;
+}
+
 void tu_tcp_pair(int *server, int *client)
 {
     int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

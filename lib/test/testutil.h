@@ -145,6 +145,10 @@ tu_rec *tu_adopt(tu_state *s, int fd, int peer);
 /* A socketpair(AF_UNIX, SOCK_STREAM): one end adopted, the other the peer
  * (non-blocking, closed by tu_finish unless tu_close_fd'd first). */
 tu_rec *tu_pair(tu_state *s);
+/* One end of a new socketpair adopted into l with udata; the other end, the
+ * test's peer (tracked: closed by the teardown), in *peer. For tests that
+ * drive a loop of their own handler, without a tu_state. */
+evl_conn *tu_adopt_socketpair(evl_loop *l, void *udata, int *peer);
 /* The same over loopback TCP. */
 tu_rec *tu_tcp(tu_state *s);
 /* A connected loopback TCP pair, both blocking, neither tracked. */
