@@ -108,6 +108,19 @@ def test_sigterm_stops_accepting(start_server):
     c = srv.connect(rcvbuf=65536)
     c.send(("ECHO " + "a" * 995 + "\n") * 300)
     wait_for(lambda: srv.stats()["wbuf_bytes"] > 0, timeout=5, what="replies pending")
+    # Every command handled before the stop begins: input still unread then
+    # is never answered (a closing connection's input is discarded), so
+    # wait until the pending replies stop growing (the server answers one
+    # command per iteration; a fresh-check run once sent SIGTERM after 240).
+    seen = [-1]
+
+    def settled():
+        w = srv.stats()["wbuf_bytes"]
+        same, seen[0] = w == seen[0], w
+        time.sleep(0.05)
+        return same
+
+    wait_for(settled, timeout=5, what="the pending replies to stop growing")
     _consistent(srv)
     srv.send_signal(signal.SIGTERM)
     time.sleep(0.1)
